@@ -1,0 +1,53 @@
+//! Small presentation helpers shared by several pages.
+
+/// "3 s", "4 min", "2 h 5 min", "3 d": an age or duration for people, not for parsing.
+pub fn human_duration(seconds: f64) -> String {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return "–".to_string();
+    }
+    let s = seconds.round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min", s / 60),
+        3600..=86_399 => {
+            let m = (s % 3600) / 60;
+            if m == 0 {
+                format!("{} h", s / 3600)
+            } else {
+                format!("{} h {m} min", s / 3600)
+            }
+        }
+        _ => format!("{} d", s / 86_400),
+    }
+}
+
+/// A ratio in 0..=1 as a whole percentage, or a dash when there is nothing to measure yet.
+pub fn percent(ratio: Option<f64>) -> String {
+    match ratio {
+        Some(r) if r.is_finite() => format!("{:.0} %", (r * 100.0).clamp(0.0, 100.0)),
+        _ => "–".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(0.4), "0 s");
+        assert_eq!(human_duration(59.0), "59 s");
+        assert_eq!(human_duration(61.0), "1 min");
+        assert_eq!(human_duration(3600.0), "1 h");
+        assert_eq!(human_duration(3900.0), "1 h 5 min");
+        assert_eq!(human_duration(3.0 * 86_400.0), "3 d");
+        assert_eq!(human_duration(-1.0), "–");
+    }
+
+    #[test]
+    fn percentages_clamp_and_dash() {
+        assert_eq!(percent(Some(0.876)), "88 %");
+        assert_eq!(percent(Some(1.2)), "100 %");
+        assert_eq!(percent(None), "–");
+    }
+}

@@ -1,0 +1,74 @@
+//! The copr-pools web UI: the HTML shell, the router, the pages and the types the browser
+//! shares with the server.
+//!
+//! This crate is compiled twice: for the server (feature `ssr`) and to WebAssembly (feature
+//! `hydrate`). It must never depend on the server crate, the database or anything secret: the
+//! server hands it a [`api::Backend`] through Leptos context, and server functions call that.
+
+pub mod api;
+pub mod components;
+pub mod error;
+pub mod format;
+pub mod pages;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::{
+    SsrMode, StaticSegment,
+    components::{Route, Router, Routes},
+};
+
+use crate::components::layout::Layout;
+use crate::pages::{not_found::NotFound, status::StatusPage};
+
+/// The version shown in the footer and reported by `/healthz`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The document around every server-rendered page.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/copr-pools.css"/>
+        <Title formatter=|page: String| {
+            if page.is_empty() { "copr-pools".to_string() } else { format!("{page} · copr-pools") }
+        }/>
+        <Router>
+            <Layout>
+                // Async rendering sends each page complete, so it reads the same with
+                // JavaScript disabled as after hydration.
+                <Routes fallback=NotFound>
+                    <Route path=StaticSegment("") view=StatusPage ssr=SsrMode::Async/>
+                </Routes>
+            </Layout>
+        </Router>
+    }
+}
+
+/// Entry point of the WebAssembly bundle: attach to the server-rendered page.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

@@ -1,0 +1,246 @@
+//! The public status page: every pool with its machine counts, the queue of waiting tickets,
+//! and start statistics, like Copr's own /status pages. Readable without JavaScript; once
+//! hydrated it refreshes itself every few seconds.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::api::{PoolStatus, QueueGroup, StatusSnapshot, get_status};
+use crate::format::{human_duration, percent};
+
+/// How often the hydrated page fetches fresh numbers.
+const REFRESH_MS: u64 = 5_000;
+
+#[component]
+pub fn StatusPage() -> impl IntoView {
+    let refreshes = RwSignal::new(0u64);
+    let live = RwSignal::new(true);
+    let hydrated = RwSignal::new(false);
+    let status = Resource::new(move || refreshes.get(), |_| get_status());
+
+    // Effects run only in the browser, so this marks the page as interactive and starts the
+    // refresh timer there and nowhere else.
+    Effect::new(move |_| {
+        hydrated.set(true);
+        if let Ok(handle) = set_interval_with_handle(
+            move || {
+                if live.get_untracked() {
+                    refreshes.update(|n| *n += 1);
+                }
+            },
+            std::time::Duration::from_millis(REFRESH_MS),
+        ) {
+            on_cleanup(move || handle.clear());
+        }
+    });
+
+    view! {
+        <Title text="Pool status"/>
+        <div class="page-head">
+            <div>
+                <h1>"Builder pools"</h1>
+                <p class="lede">
+                    "The machines Copr builds on, pool by pool, and the builds waiting for one."
+                </p>
+            </div>
+            <LiveToggle live hydrated/>
+        </div>
+        <Transition fallback=|| view! { <p class="muted" role="status">"Loading the pool status…"</p> }>
+            {move || Suspend::new(async move {
+                match status.await {
+                    Ok(snapshot) => view! { <StatusBody snapshot/> }.into_any(),
+                    Err(error) => view! {
+                        <div class="alert alert-error" role="alert">
+                            <strong>"The status could not be loaded. "</strong>
+                            {error.to_string()}
+                        </div>
+                    }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+/// Pauses and resumes the automatic refresh. Disabled until the page is hydrated, because
+/// before that there is nothing to pause.
+#[component]
+fn LiveToggle(live: RwSignal<bool>, hydrated: RwSignal<bool>) -> impl IntoView {
+    view! {
+        <button
+            type="button"
+            class="button button-secondary live-toggle"
+            data-testid="live-toggle"
+            aria-pressed=move || live.get().to_string()
+            disabled=move || !hydrated.get()
+            title=move || if hydrated.get() { "" } else { "Live updates start once the page has loaded" }
+            on:click=move |_| live.update(|on| *on = !*on)
+        >
+            <span class=move || if live.get() && hydrated.get() { "dot dot-live" } else { "dot" } aria-hidden="true"></span>
+            {move || if !hydrated.get() {
+                "Live updates off"
+            } else if live.get() {
+                "Live updates on"
+            } else {
+                "Live updates paused"
+            }}
+        </button>
+    }
+}
+
+#[component]
+fn StatusBody(snapshot: StatusSnapshot) -> impl IntoView {
+    let StatusSnapshot { pools, queue, .. } = snapshot;
+    view! {
+        <section aria-labelledby="pools-title" class="section">
+            <h2 id="pools-title">"Pools"</h2>
+            {if pools.is_empty() {
+                view! { <NoPools/> }.into_any()
+            } else {
+                view! { <PoolTable pools/> }.into_any()
+            }}
+        </section>
+        <section aria-labelledby="queue-title" class="section">
+            <h2 id="queue-title">"Waiting builds"</h2>
+            <QueueTable queue/>
+        </section>
+    }
+}
+
+#[component]
+fn NoPools() -> impl IntoView {
+    view! {
+        <div class="panel empty-state" data-testid="no-pools">
+            <h3>"No pools yet"</h3>
+            <p>
+                "A " <strong>"pool"</strong> " is a set of builder machines of one kind (one cloud "
+                "account, architecture and instance type) that Copr takes its builds from. Copr's "
+                "backend asks for a builder with tags such as " <code>"arch_x86_64"</code>
+                ", and gets a machine from a pool that offers them."
+            </p>
+            <p>
+                "A team gets a pool by signing in with its Fedora account, registering its cloud "
+                "credentials and requesting either a " <strong>"dedicated"</strong>
+                " pool (only the team's own builds, paid from its account) or a "
+                <strong>"community"</strong> " pool (builders it sponsors for everyone). Once a "
+                "Copr admin approves the request, copr-pools starts the machines and routes the "
+                "matching builds to them."
+            </p>
+        </div>
+    }
+}
+
+#[component]
+fn PoolTable(pools: Vec<PoolStatus>) -> impl IntoView {
+    let sum = |f: fn(&PoolStatus) -> i64| pools.iter().map(f).sum::<i64>();
+    let totals = [
+        sum(|p| p.max),
+        sum(|p| p.up),
+        sum(|p| p.ready),
+        sum(|p| p.taken),
+        sum(|p| p.starting),
+        sum(|p| p.delete_requested),
+        sum(|p| p.deleting),
+        sum(|p| p.releasing),
+    ];
+    view! {
+        <div class="table-wrap" role="region" aria-labelledby="pools-title" tabindex="0">
+            <table class="data-table" data-testid="pool-table">
+                <thead>
+                    <tr>
+                        <th scope="col">"Pool"</th>
+                        <th scope="col">"State"</th>
+                        <th scope="col" class="num">"Max"</th>
+                        <th scope="col" class="num">"Up"</th>
+                        <th scope="col" class="num">"Ready"</th>
+                        <th scope="col" class="num">"Taken"</th>
+                        <th scope="col" class="num">"Starting"</th>
+                        <th scope="col" class="num">"Delete requested"</th>
+                        <th scope="col" class="num">"Deleting"</th>
+                        <th scope="col" class="num">"Releasing"</th>
+                        <th scope="col" class="num">"Start success"</th>
+                        <th scope="col" class="num">"Avg. start"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {pools.into_iter().map(|p| view! { <PoolRow pool=p/> }).collect_view()}
+                </tbody>
+                <tfoot>
+                    <tr>
+                        <th scope="row" colspan="2">"Totals"</th>
+                        {totals.into_iter().map(|n| view! { <td class="num">{n}</td> }).collect_view()}
+                        <td></td>
+                        <td></td>
+                    </tr>
+                </tfoot>
+            </table>
+        </div>
+    }
+}
+
+#[component]
+fn PoolRow(pool: PoolStatus) -> impl IntoView {
+    let state_class = format!("badge badge-{}", pool.state);
+    let tags = pool.tags.join(" ");
+    let on_demand = pool.tags_on_demand.join(" ");
+    view! {
+        <tr>
+            <th scope="row">
+                <span class="pool-name">{pool.name}</span>
+                {(!tags.is_empty()).then(|| view! { <span class="tags">{tags}</span> })}
+                {(!on_demand.is_empty()).then(|| view! { <span class="tags">"on demand: " {on_demand}</span> })}
+                {pool.description.map(|d| view! { <details><summary>"About"</summary><p>{d}</p></details> })}
+            </th>
+            <td><span class=state_class>{pool.state}</span></td>
+            <td class="num">{pool.max}</td>
+            <td class="num">{pool.up}</td>
+            <td class="num">{pool.ready}</td>
+            <td class="num">{pool.taken}</td>
+            <td class="num">{pool.starting}</td>
+            <td class="num">{pool.delete_requested}</td>
+            <td class="num">{pool.deleting}</td>
+            <td class="num">{pool.releasing}</td>
+            <td class="num">{percent(pool.start_success_rate)}</td>
+            <td class="num">{pool.start_time_avg.map(human_duration).unwrap_or_else(|| "–".into())}</td>
+        </tr>
+    }
+}
+
+#[component]
+fn QueueTable(queue: Vec<QueueGroup>) -> impl IntoView {
+    if queue.is_empty() {
+        return view! {
+            <p class="muted" data-testid="queue-empty">"No builds are waiting for a machine."</p>
+        }
+        .into_any();
+    }
+    view! {
+        <div class="table-wrap" role="region" aria-labelledby="queue-title" tabindex="0">
+            <table class="data-table" data-testid="queue-table">
+                <thead>
+                    <tr>
+                        <th scope="col">"Requested tags"</th>
+                        <th scope="col" class="num">"Waiting"</th>
+                        <th scope="col" class="num">"Oldest"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {queue.into_iter().map(|g| view! {
+                        <tr>
+                            <th scope="row">
+                                <span class="tags">{g.tags.join(" ")}</span>
+                                {(!g.servable).then(|| view! {
+                                    <span class="badge badge-warning" title="No active pool offers all of these tags, so these tickets cannot be served">
+                                        "no pool offers these tags"
+                                    </span>
+                                })}
+                            </th>
+                            <td class="num">{g.waiting}</td>
+                            <td class="num">{human_duration(g.oldest_age_secs)}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+    .into_any()
+}

@@ -1,0 +1,405 @@
+//! `copr-pools bench`: figures, not assertions. Runs the real engine and XML-RPC listener
+//! in-process on a throw-away database, drives them like Copr's backend does, and prints
+//! throughput and latency; `--mode core` times one engine pass over a large synthetic world.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use dxr::{MethodCall, MethodResponse, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::Actor;
+use crate::cli::BenchArgs;
+use crate::config::Config;
+use crate::db;
+use crate::engine::model::*;
+use crate::engine::{Engine, EngineSettings, core};
+
+pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<()> {
+    let modes: Vec<&str> = match args.mode.as_str() {
+        "all" => vec!["core", "cycles", "backlog"],
+        m @ ("core" | "cycles" | "backlog") => vec![m],
+        other => bail!("unknown mode {other:?}; use core, cycles, backlog or all"),
+    };
+    println!(
+        "copr-pools {} bench on {} CPU(s)",
+        app::VERSION,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    for mode in modes {
+        match mode {
+            "core" => bench_core(),
+            "cycles" => bench_cycles(config, &args).await?,
+            _ => bench_backlog(config, &args).await?,
+        }
+    }
+    Ok(())
+}
+
+/// A world of 50 pools, 2,000 ready machines and 10,000 waiting tickets.
+pub fn synthetic_world() -> World {
+    let mut world = World::default();
+    for i in 0..50u32 {
+        let mut p = PoolConfig::new(format!("pool{i:02}"), "true", "true");
+        p.tags = vec![
+            Tag::new("copr_builder", i64::from(i % 3)),
+            Tag::new(format!("arch_{}", i % 5), 0),
+        ];
+        p.max = 60;
+        p.max_prealloc = 40;
+        world.pools.insert(
+            p.name.clone(),
+            Pool {
+                config: p,
+                runtime: PoolRuntime::default(),
+            },
+        );
+    }
+    let mut id = 0i64;
+    let pools: Vec<(String, Vec<Tag>)> = world
+        .pools
+        .values()
+        .map(|p| (p.config.name.clone(), p.config.tags.clone()))
+        .collect();
+    for (name, tags) in pools {
+        for j in 0..40u32 {
+            id += 1;
+            world.resources.insert(
+                id,
+                Resource {
+                    id,
+                    pool: name.clone(),
+                    name: format!("{name}_{id:08}"),
+                    state: RState::Up,
+                    tags: tags.clone(),
+                    ticket: None,
+                    sandbox: (j % 4 == 0).then(|| format!("owner/p{j}--u")),
+                    sandboxed_since: Some(0),
+                    released_at: (j % 4 == 0).then_some(0),
+                    releases: u32::from(j % 4 == 0),
+                    check_failed: 0,
+                    check_last: Some(0),
+                    up_at: Some(0),
+                    id_in_pool: j,
+                    counters: Vec::new(),
+                },
+            );
+        }
+    }
+    for t in 1..=10_000i64 {
+        let tags = vec!["copr_builder".to_string(), format!("arch_{}", t % 5)];
+        let sandbox = Some(format!("owner/p{}--u", t % 40));
+        world.tickets.insert(
+            t,
+            Ticket {
+                id: t,
+                state: TState::Open,
+                tags,
+                sandbox,
+                resource: None,
+            },
+        );
+    }
+    world
+}
+
+fn bench_core() {
+    let world = synthetic_world();
+    let mut times = Vec::new();
+    let mut assigned = 0;
+    for _ in 0..20 {
+        let mut w = world.clone();
+        let start = Instant::now();
+        let out = core::pass(&mut w, 1_000_000, &mut |t| format!("r{t}"));
+        times.push(start.elapsed());
+        assigned = out
+            .actions
+            .iter()
+            .filter(|a| matches!(a, core::Action::Assign { .. }))
+            .count();
+    }
+    times.sort();
+    println!(
+        "core: one pass over 10000 waiting tickets, 2000 machines, 50 pools: median {:.1} ms, min {:.1} ms ({} assignments)",
+        ms(times[times.len() / 2]),
+        ms(times[0]),
+        assigned
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A throw-away database, the engine and an XML-RPC listener on a free loopback port.
+struct Rig {
+    engine: Engine,
+    url: String,
+    stop: CancellationToken,
+    _dir: tempfile::TempDir,
+    label: String,
+}
+
+async fn rig(config: &Config, args: &BenchArgs, pool: PoolConfig) -> anyhow::Result<Rig> {
+    let dir = tempfile::tempdir()?;
+    let (settings, label) = match args.database.as_str() {
+        "sqlite" => (
+            db::DbSettings {
+                url: format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("bench.sqlite").display()
+                ),
+                max_connections: config.database_max_connections,
+                schema: None,
+            },
+            "SQLite".to_string(),
+        ),
+        "postgres" => {
+            let url = "postgres://postgres@127.0.0.1:5432/test".to_string();
+            let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+            let admin = db::connect(&db::DbSettings {
+                url: url.clone(),
+                max_connections: 1,
+                schema: None,
+            })
+            .await?;
+            sea_orm::ConnectionTrait::execute_unprepared(
+                &admin,
+                &format!("CREATE SCHEMA {schema}"),
+            )
+            .await?;
+            (
+                db::DbSettings {
+                    url,
+                    max_connections: config.database_max_connections,
+                    schema: Some(schema),
+                },
+                "PostgreSQL".to_string(),
+            )
+        }
+        url => (
+            db::DbSettings {
+                url: url.to_string(),
+                max_connections: config.database_max_connections,
+                schema: None,
+            },
+            db::redact_url(url),
+        ),
+    };
+    let conn = db::connect(&settings).await?;
+    db::migrate(&conn).await?;
+    crate::pools::save(&conn, &[pool], &Actor::System).await?;
+    let engine = Engine::new(
+        conn,
+        EngineSettings {
+            log_dir: dir.path().join("logs"),
+            period: Duration::from_secs(5),
+            livecheck_concurrency: 4,
+        },
+    );
+    let stop = CancellationToken::new();
+    {
+        let (e, s) = (engine.clone(), stop.clone());
+        tokio::spawn(async move { e.run(s).await });
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/RPC2", listener.local_addr()?);
+    {
+        let app = crate::xmlrpc::router(engine.clone(), 1 << 20);
+        let s = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(s.cancelled_owned())
+                .await
+        });
+    }
+    Ok(Rig {
+        engine,
+        url,
+        stop,
+        _dir: dir,
+        label,
+    })
+}
+
+/// A minimal XML-RPC client over reqwest, as Copr's backend would call.
+#[derive(Clone)]
+pub struct RpcClient {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl RpcClient {
+    pub fn new(url: &str) -> RpcClient {
+        RpcClient {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .expect("client"),
+            url: url.to_string(),
+        }
+    }
+
+    pub async fn call(&self, method: &str, params: Vec<Value>) -> anyhow::Result<Value> {
+        let body = MethodCall {
+            name: method.into(),
+            params,
+        }
+        .to_xml()?;
+        let text = self
+            .http
+            .post(&self.url)
+            .header("content-type", "text/xml")
+            .body(body)
+            .send()
+            .await?
+            .text()
+            .await?;
+        Ok(MethodResponse::from_xml(&text)
+            .with_context(|| format!("not a response: {text}"))?
+            .value)
+    }
+
+    pub async fn take(&self, tags: &[&str], sandbox: &str) -> anyhow::Result<i32> {
+        let tags = Value::Array(tags.iter().map(|t| Value::String(t.to_string())).collect());
+        match self
+            .call("takeTicket", vec![tags, Value::String(sandbox.into())])
+            .await?
+        {
+            Value::Integer(i) => Ok(i),
+            other => bail!("takeTicket answered {other:?}"),
+        }
+    }
+}
+
+fn bench_pool(name: &str, max: u32, prealloc: u32) -> PoolConfig {
+    let mut p = PoolConfig::new(name, "echo 127.0.0.1", "true");
+    p.tags = vec![Tag::new("copr_builder", 0), Tag::new("arch_x86_64", 0)];
+    p.max = max;
+    p.max_starting = max;
+    p.max_prealloc = prealloc;
+    p.reuse_opportunity_time = 3600;
+    p.reuse_max_time = 0;
+    p
+}
+
+async fn wait_up(engine: &Engine, count: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let up = crate::resources::list(engine.db(), true).await?.len();
+        if up >= count {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("only {up} of {count} machines came up in 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn bench_cycles(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
+    let clients = args.clients.max(1);
+    let rig = rig(
+        config,
+        args,
+        bench_pool("bench", clients as u32 * 2, clients as u32),
+    )
+    .await?;
+    wait_up(&rig.engine, clients).await?;
+    let cycles = Arc::new(AtomicU64::new(0));
+    let running = Arc::new(AtomicBool::new(true));
+    let mut handles = Vec::new();
+    for c in 0..clients {
+        let (client, cycles, running) = (RpcClient::new(&rig.url), cycles.clone(), running.clone());
+        handles.push(tokio::spawn(async move {
+            let sandbox = format!("bench/project--client{c}");
+            let mut latencies = Vec::new();
+            while running.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                let id = client
+                    .take(&["arch_x86_64", "copr_builder"], &sandbox)
+                    .await?;
+                client.call("waitTicket", vec![Value::Integer(id)]).await?;
+                latencies.push(start.elapsed());
+                client
+                    .call("collectTicket", vec![Value::Integer(id)])
+                    .await?;
+                client.call("closeTicket", vec![Value::Integer(id)]).await?;
+                cycles.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    running.store(false, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for h in handles {
+        latencies.extend(h.await??);
+    }
+    let elapsed = start.elapsed();
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    println!(
+        "cycles ({}): {} clients, {:.0} ticket cycles/s (take, wait, collect, close) over {:.1} s; take->ready p50 {:.1} ms, p95 {:.1} ms; {} engine passes",
+        rig.label,
+        clients,
+        cycles.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        ms(pct(0.50)),
+        ms(pct(0.95)),
+        rig.engine.stats().passes,
+    );
+    rig.stop.cancel();
+    Ok(())
+}
+
+async fn bench_backlog(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
+    let machines = args.machines.max(1);
+    let rig = rig(config, args, bench_pool("backlog", machines, machines)).await?;
+    wait_up(&rig.engine, machines as usize).await?;
+    let client = RpcClient::new(&rig.url);
+    let start = Instant::now();
+    let mut takes = Vec::new();
+    for i in 0..args.tickets {
+        let client = client.clone();
+        takes.push(tokio::spawn(async move {
+            client
+                .take(&["arch_x86_64", "copr_builder"], &format!("owner/p{i}--u"))
+                .await
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in takes {
+        ids.push(t.await??);
+    }
+    let taken = start.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let ready = rig.engine.stats().assigned;
+        if ready >= u64::from(machines) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("only {ready} of {machines} tickets were served in 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "backlog ({}): {} tickets taken in {:.0} ms; all {} servable tickets ready {:.0} ms after the first take",
+        rig.label,
+        ids.len(),
+        ms(taken),
+        machines,
+        ms(start.elapsed()),
+    );
+    rig.stop.cancel();
+    Ok(())
+}

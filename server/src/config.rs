@@ -1,0 +1,567 @@
+//! The server's configuration: one typed struct, read from an optional TOML file and then from
+//! `COPR_POOLS_*` environment variables (which win), with every secret also readable from a file
+//! named by `…_FILE`. Defaults run everything on one machine.
+//!
+//! A bad value stops startup with an error that names the key and says what is wrong. Secrets
+//! never appear in `Debug` output or in error messages.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The prefix of every environment variable the server reads.
+pub const ENV_PREFIX: &str = "COPR_POOLS_";
+/// The variable that names the config file (same as `--config`).
+pub const CONFIG_PATH_ENV: &str = "COPR_POOLS_CONFIG";
+
+/// A value that must not be printed: `Debug` and `Display` show `[redacted]`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which FAS groups count as teams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TeamGroups {
+    /// Every group of the user is a team.
+    All,
+    /// Only groups named here, or starting with one of the prefixes ending in `*`.
+    Only(Vec<String>),
+}
+
+impl TeamGroups {
+    pub fn is_team(&self, group: &str) -> bool {
+        match self {
+            TeamGroups::All => true,
+            TeamGroups::Only(patterns) => patterns.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => group.starts_with(prefix),
+                None => group == p,
+            }),
+        }
+    }
+}
+
+/// The file and environment form of the configuration, before validation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    listen: String,
+    database_url: String,
+    database_max_connections: u32,
+    site_root: PathBuf,
+    log: String,
+    log_format: LogFormat,
+    log_dir: PathBuf,
+    shutdown_grace_secs: u64,
+    xmlrpc_listen: String,
+    xmlrpc_max_body_bytes: usize,
+    engine: bool,
+    engine_period_secs: u64,
+    livecheck_concurrency: usize,
+    oidc_issuer: String,
+    oidc_client_id: Option<String>,
+    oidc_client_secret: Option<Secret>,
+    oidc_client_secret_file: Option<PathBuf>,
+    oidc_redirect_url: Option<String>,
+    oidc_scopes: Vec<String>,
+    oidc_username_claim: String,
+    oidc_groups_claim: String,
+    admin_groups: Vec<String>,
+    team_groups: Vec<String>,
+    dev_login: bool,
+    session_inactivity_secs: u64,
+    session_max_age_secs: u64,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            listen: "127.0.0.1:3000".into(),
+            database_url: "sqlite://data/copr-pools.sqlite?mode=rwc".into(),
+            database_max_connections: 8,
+            site_root: "target/site".into(),
+            log: "info".into(),
+            log_format: LogFormat::Text,
+            log_dir: "data/logs".into(),
+            shutdown_grace_secs: 10,
+            xmlrpc_listen: "127.0.0.1:49100".into(),
+            xmlrpc_max_body_bytes: 1024 * 1024,
+            engine: true,
+            engine_period_secs: 5,
+            livecheck_concurrency: 8,
+            oidc_issuer: "https://id.fedoraproject.org/openidc/".into(),
+            oidc_client_id: None,
+            oidc_client_secret: None,
+            oidc_client_secret_file: None,
+            oidc_redirect_url: None,
+            oidc_scopes: [
+                "openid",
+                "profile",
+                "email",
+                "https://id.fedoraproject.org/scope/groups",
+            ]
+            .map(String::from)
+            .to_vec(),
+            oidc_username_claim: "nickname".into(),
+            oidc_groups_claim: "groups".into(),
+            admin_groups: vec!["copr-admins".into()],
+            team_groups: vec!["*".into()],
+            dev_login: false,
+            session_inactivity_secs: 8 * 3600,
+            session_max_age_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// Keys whose value is a list: in the environment they are comma-separated.
+const LIST_KEYS: &[&str] = &["oidc_scopes", "admin_groups", "team_groups"];
+/// Keys that hold secrets and may instead be read from `<KEY>_FILE`.
+const SECRET_KEYS: &[&str] = &["oidc_client_secret"];
+
+/// OpenID Connect client settings, present when sign-in with an external provider is set up.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub redirect_url: url::Url,
+    pub scopes: Vec<String>,
+    pub username_claim: String,
+    pub groups_claim: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub site_root: PathBuf,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub log_dir: PathBuf,
+    pub shutdown_grace_secs: u64,
+    pub xmlrpc_listen: SocketAddr,
+    pub xmlrpc_max_body_bytes: usize,
+    pub engine: bool,
+    pub engine_period_secs: u64,
+    pub livecheck_concurrency: usize,
+    pub oidc: Option<OidcConfig>,
+    pub admin_groups: Vec<String>,
+    pub team_groups: TeamGroups,
+    pub dev_login: bool,
+    pub session_inactivity_secs: u64,
+    pub session_max_age_secs: u64,
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("configuration: {0}")]
+    Parse(String),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_raw(RawConfig::default()).expect("the built-in defaults are valid")
+    }
+}
+
+impl Config {
+    /// Reads the file (if any) and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_from(file, std::env::vars())
+    }
+
+    /// Reads the file (if any) and the given environment; tests pass their own.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                path: path.to_path_buf(),
+                message: format!("cannot be read: {e}"),
+            })?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
+
+        let mut vars = BTreeMap::new();
+        let mut secret_files = BTreeMap::new();
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if name == CONFIG_PATH_ENV {
+                continue;
+            }
+            let key = key.to_ascii_lowercase();
+            match key.strip_suffix("_file") {
+                Some(secret) if SECRET_KEYS.contains(&secret) => {
+                    secret_files.insert(secret.to_string(), PathBuf::from(value));
+                }
+                _ => {
+                    vars.insert(key, value);
+                }
+            }
+        }
+        let mut environment = config::Environment::default()
+            .try_parsing(true)
+            .list_separator(",")
+            .source(Some(vars.into_iter().map(|(k, v)| (k, v)).collect()));
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        builder = builder.add_source(environment);
+
+        let merged = builder
+            .build()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let mut raw: RawConfig = merged
+            .try_deserialize()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        if let Some(path) = secret_files.remove("oidc_client_secret") {
+            raw.oidc_client_secret_file = Some(path);
+        }
+        Config::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        let listen = parse_addr("listen", &raw.listen)?;
+        let xmlrpc_listen = parse_addr("xmlrpc_listen", &raw.xmlrpc_listen)?;
+        if !(raw.database_url.starts_with("sqlite:")
+            || raw.database_url.starts_with("postgres://")
+            || raw.database_url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database_url",
+                "must start with sqlite: (e.g. sqlite://data/copr-pools.sqlite?mode=rwc) \
+                 or postgres:// (e.g. postgres://copr@localhost/copr_pools)",
+            ));
+        }
+        if raw.database_max_connections == 0 {
+            return Err(invalid("database_max_connections", "must be at least 1"));
+        }
+        if raw.xmlrpc_max_body_bytes < 1024 {
+            return Err(invalid(
+                "xmlrpc_max_body_bytes",
+                "must be at least 1024 bytes",
+            ));
+        }
+        if raw.engine_period_secs == 0 {
+            return Err(invalid("engine_period_secs", "must be at least 1 second"));
+        }
+        if raw.livecheck_concurrency == 0 {
+            return Err(invalid("livecheck_concurrency", "must be at least 1"));
+        }
+        if raw.session_inactivity_secs < 60 {
+            return Err(invalid(
+                "session_inactivity_secs",
+                "must be at least 60 seconds",
+            ));
+        }
+        if raw.session_max_age_secs < raw.session_inactivity_secs {
+            return Err(invalid(
+                "session_max_age_secs",
+                "must be at least session_inactivity_secs",
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&raw.log).is_err() {
+            return Err(invalid(
+                "log",
+                format!(
+                    "{:?} is not a log filter; use e.g. info, debug or copr_pools=debug,info",
+                    raw.log
+                ),
+            ));
+        }
+        let team_groups = if raw.team_groups.iter().any(|g| g == "*") {
+            TeamGroups::All
+        } else {
+            TeamGroups::Only(raw.team_groups.clone())
+        };
+
+        let oidc = oidc_config(&raw)?;
+        if raw.dev_login && !listen.ip().is_loopback() {
+            return Err(invalid(
+                "dev_login",
+                format!(
+                    "the development sign-in lets anyone act as anyone, so it only runs on a \
+                     loopback address; listen is {listen}. Turn dev_login off or listen on 127.0.0.1"
+                ),
+            ));
+        }
+
+        Ok(Config {
+            listen,
+            database_url: raw.database_url,
+            database_max_connections: raw.database_max_connections,
+            site_root: raw.site_root,
+            log: raw.log,
+            log_format: raw.log_format,
+            log_dir: raw.log_dir,
+            shutdown_grace_secs: raw.shutdown_grace_secs,
+            xmlrpc_listen,
+            xmlrpc_max_body_bytes: raw.xmlrpc_max_body_bytes,
+            engine: raw.engine,
+            engine_period_secs: raw.engine_period_secs,
+            livecheck_concurrency: raw.livecheck_concurrency,
+            oidc,
+            admin_groups: raw.admin_groups,
+            team_groups,
+            dev_login: raw.dev_login,
+            session_inactivity_secs: raw.session_inactivity_secs,
+            session_max_age_secs: raw.session_max_age_secs,
+        })
+    }
+
+    /// True when the database is SQLite (the embedded default).
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+}
+
+fn parse_addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        invalid(
+            key,
+            format!("{value:?} is not an address; write IP:PORT, e.g. 127.0.0.1:3000"),
+        )
+    })
+}
+
+fn oidc_config(raw: &RawConfig) -> Result<Option<OidcConfig>, ConfigError> {
+    let secret = match (&raw.oidc_client_secret, &raw.oidc_client_secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "oidc_client_secret",
+                "is set both directly and through oidc_client_secret_file; keep one",
+            ));
+        }
+        (Some(secret), None) => Some(secret.clone()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    "oidc_client_secret_file",
+                    format!("{} cannot be read: {e}", path.display()),
+                )
+            })?;
+            Some(Secret::new(text.trim_end_matches(['\n', '\r'])))
+        }
+        (None, None) => None,
+    };
+    let Some(client_id) = raw.oidc_client_id.clone() else {
+        if secret.is_some() || raw.oidc_redirect_url.is_some() {
+            return Err(invalid(
+                "oidc_client_id",
+                "is required once oidc_client_secret or oidc_redirect_url is set",
+            ));
+        }
+        return Ok(None);
+    };
+    let client_secret = secret.ok_or_else(|| {
+        invalid(
+            "oidc_client_secret",
+            "is required with oidc_client_id (or set oidc_client_secret_file)",
+        )
+    })?;
+    let redirect = raw.oidc_redirect_url.as_deref().ok_or_else(|| {
+        invalid(
+            "oidc_redirect_url",
+            "is required with oidc_client_id, e.g. https://pools.example.org/auth/callback",
+        )
+    })?;
+    let redirect_url = url::Url::parse(redirect).map_err(|e| {
+        invalid(
+            "oidc_redirect_url",
+            format!("{redirect:?} is not a URL: {e}"),
+        )
+    })?;
+    if !matches!(redirect_url.scheme(), "https" | "http")
+        || !redirect_url.path().ends_with("/auth/callback")
+    {
+        return Err(invalid(
+            "oidc_redirect_url",
+            "must be an http(s) URL ending in /auth/callback, e.g. https://pools.example.org/auth/callback",
+        ));
+    }
+    let issuer = url::Url::parse(&raw.oidc_issuer).map_err(|e| {
+        invalid(
+            "oidc_issuer",
+            format!("{:?} is not a URL: {e}", raw.oidc_issuer),
+        )
+    })?;
+    if !matches!(issuer.scheme(), "https" | "http") {
+        return Err(invalid("oidc_issuer", "must be an http(s) URL"));
+    }
+    if !raw.oidc_scopes.iter().any(|s| s == "openid") {
+        return Err(invalid("oidc_scopes", "must include openid"));
+    }
+    Ok(Some(OidcConfig {
+        issuer: raw.oidc_issuer.clone(),
+        client_id,
+        client_secret,
+        redirect_url,
+        scopes: raw.oidc_scopes.clone(),
+        username_claim: raw.oidc_username_claim.clone(),
+        groups_claim: raw.oidc_groups_claim.clone(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_serve_one_machine() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.xmlrpc_listen.to_string(), "127.0.0.1:49100");
+        assert_eq!(c.database_url, "sqlite://data/copr-pools.sqlite?mode=rwc");
+        assert!(c.oidc.is_none());
+        assert!(!c.dev_login);
+        assert_eq!(c.team_groups, TeamGroups::All);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:4000\"\ndatabase_max_connections = 3\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&path),
+            env(&[
+                ("COPR_POOLS_LISTEN", "127.0.0.1:5000"),
+                ("COPR_POOLS_ADMIN_GROUPS", "a,b"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(c.database_max_connections, 3);
+        assert_eq!(c.admin_groups, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let e = Config::load_from(None, env(&[("COPR_POOLS_LISTEN", "localhost")])).unwrap_err();
+        assert!(e.to_string().contains("`listen`"), "{e}");
+        let e = Config::load_from(
+            None,
+            env(&[("COPR_POOLS_DATABASE_MAX_CONNECTIONS", "many")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("database_max_connections"), "{e}");
+        let e =
+            Config::load_from(None, env(&[("COPR_POOLS_DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert!(e.to_string().contains("`database_url`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:4000\"\n").unwrap();
+        let e = Config::load_from(Some(&path), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_stay_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cr3t-value\n").unwrap();
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("COPR_POOLS_OIDC_CLIENT_ID", "copr-pools"),
+                (
+                    "COPR_POOLS_OIDC_CLIENT_SECRET_FILE",
+                    secret.to_str().unwrap(),
+                ),
+                (
+                    "COPR_POOLS_OIDC_REDIRECT_URL",
+                    "https://pools.example.org/auth/callback",
+                ),
+            ]),
+        )
+        .unwrap();
+        let oidc = c.oidc.as_ref().unwrap();
+        assert_eq!(oidc.client_secret.expose(), "s3cr3t-value");
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn dev_login_refuses_public_addresses() {
+        let e = Config::load_from(
+            None,
+            env(&[
+                ("COPR_POOLS_DEV_LOGIN", "true"),
+                ("COPR_POOLS_LISTEN", "0.0.0.0:3000"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`dev_login`"), "{e}");
+        assert!(
+            Config::load_from(None, env(&[("COPR_POOLS_DEV_LOGIN", "true")]))
+                .unwrap()
+                .dev_login
+        );
+    }
+
+    #[test]
+    fn team_groups_match_names_and_prefixes() {
+        let t = TeamGroups::Only(vec!["copr-team-*".into(), "packit".into()]);
+        assert!(t.is_team("copr-team-llvm"));
+        assert!(t.is_team("packit"));
+        assert!(!t.is_team("packager"));
+    }
+}

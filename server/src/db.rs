@@ -1,0 +1,158 @@
+//! The database connection: SQLite (embedded default) or PostgreSQL, by URL.
+//!
+//! SQLite runs in WAL mode with a busy timeout so the engine, the APIs and the CLI can share one
+//! file. Migrations run under a PostgreSQL advisory lock so several replicas may start at once.
+
+use std::path::Path;
+use std::time::Duration;
+
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
+};
+
+/// The advisory-lock key that serialises migrations between replicas ("copr-mig").
+const MIGRATION_LOCK_KEY: i64 = 0x636f_7072_2d6d_6967;
+
+/// Errors of this layer; the message says what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot create the directory {path} for the SQLite database: {source}")]
+    Directory {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the database ({url}): {source}")]
+    Connect { url: String, source: DbErr },
+    #[error("database migration failed: {0}")]
+    Migrate(DbErr),
+    #[error(transparent)]
+    Query(#[from] DbErr),
+}
+
+/// How to open the database.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    pub url: String,
+    pub max_connections: u32,
+    /// PostgreSQL only: use this schema instead of `public` (tests get one each).
+    pub schema: Option<String>,
+}
+
+/// Opens the database, creating the SQLite file and its directory when needed.
+pub async fn connect(settings: &DbSettings) -> Result<DatabaseConnection, DbError> {
+    if let Some(dir) = sqlite_parent_dir(&settings.url) {
+        std::fs::create_dir_all(&dir).map_err(|source| DbError::Directory {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let mut options = ConnectOptions::new(settings.url.clone());
+    options
+        .max_connections(settings.max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(15))
+                .foreign_keys(true)
+        });
+    if let Some(schema) = &settings.schema {
+        options.set_schema_search_path(schema.clone());
+    }
+    Database::connect(options)
+        .await
+        .map_err(|source| DbError::Connect {
+            url: redact_url(&settings.url),
+            source,
+        })
+}
+
+/// Applies every pending migration.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbError> {
+    let postgres = db.get_database_backend() == DbBackend::Postgres;
+    if postgres {
+        // Held on one pooled connection: take and release it in the same statement sequence
+        // by using a transaction-scoped lock.
+        let txn = sea_orm::TransactionTrait::begin(db).await?;
+        txn.execute(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [MIGRATION_LOCK_KEY.into()],
+        ))
+        .await?;
+        Migrator::up(&txn, None).await.map_err(DbError::Migrate)?;
+        txn.commit().await?;
+    } else {
+        Migrator::up(db, None).await.map_err(DbError::Migrate)?;
+    }
+    Ok(())
+}
+
+/// The names of migrations not yet applied (empty when the schema is current).
+pub async fn pending_migrations(db: &DatabaseConnection) -> Result<Vec<String>, DbError> {
+    Ok(Migrator::get_pending_migrations(db)
+        .await?
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect())
+}
+
+/// A cheap round trip that proves the database answers.
+pub async fn ping(db: &DatabaseConnection) -> Result<(), DbError> {
+    db.ping().await?;
+    Ok(())
+}
+
+fn sqlite_parent_dir(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    let parent = Path::new(path).parent()?;
+    let parent = parent.to_str()?;
+    (!parent.is_empty()).then(|| parent.to_string())
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_directories_are_found() {
+        assert_eq!(
+            sqlite_parent_dir("sqlite://data/x.sqlite?mode=rwc").as_deref(),
+            Some("data")
+        );
+        assert_eq!(
+            sqlite_parent_dir("sqlite:/tmp/a/b.db").as_deref(),
+            Some("/tmp/a")
+        );
+        assert_eq!(sqlite_parent_dir("sqlite::memory:"), None);
+        assert_eq!(sqlite_parent_dir("sqlite://x.db"), None);
+        assert_eq!(sqlite_parent_dir("postgres://h/db"), None);
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

@@ -1,0 +1,386 @@
+//! Running pool hooks (`cmd_new`, `cmd_delete`, …) the way resalloc does, so existing spawner
+//! scripts work unchanged: `sh -c` with the server's environment plus the `RESALLOC_*`
+//! variables, standard output and error appended to `hooks/<id, 6 digits>_<kind>` under the log
+//! directory, and the start of `cmd_new`'s output captured as the machine's data.
+//!
+//! Unlike resalloc, every hook has a timeout, and a hook can be cancelled; both kill the hook's
+//! whole process group. Secrets reach hooks only through their environment, never their
+//! command line.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use super::model::{HookKind, HookResult};
+
+/// How much of `cmd_new`'s standard output becomes the machine's data (resalloc: 512 bytes).
+pub const NEW_CAPTURE_BYTES: usize = 512;
+/// How much of `cmd_list`'s standard output is read (resalloc: 5120 bytes).
+pub const LIST_CAPTURE_BYTES: usize = 5120;
+
+/// Everything needed to run one hook.
+#[derive(Debug, Clone)]
+pub struct HookSpec {
+    pub kind: HookKind,
+    pub command: String,
+    pub pool: String,
+    /// The machine id; 0 for `cmd_list` and for deleting unknown machines (as resalloc).
+    pub resource_id: i64,
+    pub name: Option<String>,
+    pub id_in_pool: Option<u32>,
+    pub counters: Vec<(String, u32)>,
+    /// `cmd_new`'s captured output, handed to later hooks base64-encoded.
+    pub data: Option<Vec<u8>>,
+    pub timeout: Duration,
+    /// Extra environment (a credential's variables), added after the `RESALLOC_*` ones.
+    pub extra_env: BTreeMap<String, String>,
+}
+
+/// What a hook did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookRun {
+    pub result: HookRunResult,
+    pub stdout: Vec<u8>,
+    pub took: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookRunResult {
+    Finished(HookResult),
+    Cancelled,
+}
+
+impl HookSpec {
+    /// The environment the hook gets on top of the server's (resalloc's `command_env`).
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("RESALLOC_ID".to_string(), self.resource_id.to_string()),
+            (
+                "RESALLOC_NAME".to_string(),
+                self.name.clone().unwrap_or_else(|| "None".into()),
+            ),
+            ("RESALLOC_POOL_ID".to_string(), self.pool.clone()),
+            (
+                "RESALLOC_ID_IN_POOL".to_string(),
+                self.id_in_pool
+                    .map_or_else(|| "None".to_string(), |i| i.to_string()),
+            ),
+        ];
+        if let Some(data) = &self.data {
+            env.push((
+                "RESALLOC_RESOURCE_DATA".to_string(),
+                base64::engine::general_purpose::STANDARD.encode(data),
+            ));
+        }
+        for (name, value) in &self.counters {
+            env.push((format!("RESALLOC_NAMED_COUNTER_{name}"), value.to_string()));
+        }
+        env.extend(self.extra_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env
+    }
+
+    fn capture_limit(&self) -> Option<usize> {
+        match self.kind {
+            HookKind::New => Some(NEW_CAPTURE_BYTES),
+            HookKind::List => Some(LIST_CAPTURE_BYTES),
+            _ => None,
+        }
+    }
+}
+
+/// The log file of a machine's hook: `<log_dir>/hooks/<id:06>_<kind>`.
+pub fn log_path(log_dir: &Path, resource_id: i64, kind: HookKind) -> PathBuf {
+    log_dir
+        .join("hooks")
+        .join(format!("{resource_id:06}_{}", kind.as_str()))
+}
+
+/// Runs the hook to completion, timeout or cancellation.
+pub async fn run(log_dir: &Path, spec: &HookSpec, cancel: &CancellationToken) -> HookRun {
+    let started = Instant::now();
+    let path = log_path(log_dir, spec.resource_id, spec.kind);
+    let finish = |result: HookRunResult, stdout: Vec<u8>| HookRun {
+        result,
+        stdout,
+        took: started.elapsed(),
+    };
+
+    let log = match open_log(&path).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot open the hook log; the hook does not run");
+            return finish(HookRunResult::Finished(HookResult::Failed), Vec::new());
+        }
+    };
+    let mut log = tokio::fs::File::from_std(log);
+    let header = format!(
+        "--- {} {} started\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC"),
+        spec.kind.as_str()
+    );
+    let _ = log.write_all(header.as_bytes()).await;
+    let _ = log.flush().await;
+    let stderr = match log.try_clone().await {
+        Ok(f) => f.into_std().await,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot share the hook log with the hook");
+            return finish(HookRunResult::Finished(HookResult::Failed), Vec::new());
+        }
+    };
+
+    let capture = spec.capture_limit();
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(&spec.command)
+        .envs(spec.env())
+        .stdin(Stdio::null())
+        .stderr(Stdio::from(stderr))
+        .process_group(0)
+        .kill_on_drop(true);
+    if capture.is_some() {
+        command.stdout(Stdio::piped());
+    } else {
+        match log.try_clone().await {
+            Ok(f) => command.stdout(Stdio::from(f.into_std().await)),
+            Err(_) => command.stdout(Stdio::null()),
+        };
+    }
+    die_with_parent(&mut command);
+
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = log
+                .write_all(format!("<cannot start sh: {e}>\n").as_bytes())
+                .await;
+            let _ = log.flush().await;
+            return finish(HookRunResult::Finished(HookResult::Failed), Vec::new());
+        }
+    };
+    let pgid = child.id();
+
+    let stdout_pipe = child.stdout.take();
+    let io = async {
+        let mut captured = Vec::new();
+        if let (Some(pipe), Some(limit)) = (stdout_pipe, capture) {
+            read_captured(
+                pipe,
+                &mut log,
+                limit,
+                spec.kind == HookKind::List,
+                &mut captured,
+            )
+            .await;
+        }
+        let status = child.wait().await;
+        (status, captured)
+    };
+
+    let (result, stdout) = tokio::select! {
+        (status, captured) = io => {
+            let result = match status {
+                Ok(s) if s.success() => HookResult::Success,
+                _ => HookResult::Failed,
+            };
+            (HookRunResult::Finished(result), captured)
+        }
+        _ = tokio::time::sleep(spec.timeout) => (HookRunResult::Finished(HookResult::TimedOut), Vec::new()),
+        _ = cancel.cancelled() => (HookRunResult::Cancelled, Vec::new()),
+    };
+    let note = match result {
+        HookRunResult::Cancelled => Some("<cancelled: the machine is being deleted>\n".to_string()),
+        HookRunResult::Finished(HookResult::TimedOut) => Some(format!(
+            "<timed out after {}s, killed>\n",
+            spec.timeout.as_secs()
+        )),
+        HookRunResult::Finished(_) => None,
+    };
+    if let Some(note) = note {
+        kill_group(pgid);
+        if let Ok(mut f) = tokio::fs::OpenOptions::new().append(true).open(&path).await {
+            let _ = f.write_all(note.as_bytes()).await;
+            let _ = f.flush().await;
+        }
+    }
+    finish(result, stdout)
+}
+
+/// Reads the hook's standard output line by line into the log, keeping the first `limit`
+/// bytes as resalloc does: whole lines while they fit, the first line cut to the limit, and a
+/// `<< trimmed >>` marker when output was dropped (not for `cmd_list`, whose lines are names).
+async fn read_captured(
+    pipe: tokio::process::ChildStdout,
+    log: &mut tokio::fs::File,
+    limit: usize,
+    lines_only: bool,
+    captured: &mut Vec<u8>,
+) {
+    let mut reader = BufReader::new(pipe);
+    let mut line = Vec::new();
+    let mut stopped = false;
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let _ = log.write_all(&line).await;
+        let _ = log.flush().await;
+        if stopped {
+            continue;
+        }
+        if captured.len() + line.len() > limit {
+            if captured.is_empty() && !lines_only {
+                captured.extend_from_slice(&line[..limit]);
+            }
+            if !lines_only {
+                captured.extend_from_slice(b"<< trimmed >>\n");
+            }
+            stopped = true;
+            continue;
+        }
+        captured.extend_from_slice(&line);
+    }
+}
+
+async fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// Kills the hook's process group: the shell and everything it started.
+fn kill_group(pgid: Option<u32>) {
+    if let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+        // SAFETY: killpg only sends a signal; the group is the one the hook was started in.
+        unsafe {
+            libc::killpg(pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Asks the kernel to kill the hook's shell when the server dies, so a hook never outlives a
+/// crashed server and races the cleanup the restarted server does.
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
+    // async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+/// Names printed by `cmd_list`, one per whitespace-separated word (resalloc splits likewise).
+pub fn listed_names(stdout: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: HookKind, command: &str) -> HookSpec {
+        HookSpec {
+            kind,
+            command: command.to_string(),
+            pool: "p".into(),
+            resource_id: 7,
+            name: Some("p_00000007".into()),
+            id_in_pool: Some(2),
+            counters: vec![("ip".into(), 5)],
+            data: Some(b"10.0.0.1\n".to_vec()),
+            timeout: Duration::from_secs(10),
+            extra_env: BTreeMap::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn hooks_get_resallocs_environment_and_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = spec(
+            HookKind::Livecheck,
+            "echo $RESALLOC_ID $RESALLOC_NAME $RESALLOC_POOL_ID $RESALLOC_ID_IN_POOL $RESALLOC_NAMED_COUNTER_ip; \
+             echo $RESALLOC_RESOURCE_DATA | base64 -d; echo oops >&2",
+        );
+        let run = run(dir.path(), &s, &CancellationToken::new()).await;
+        assert_eq!(run.result, HookRunResult::Finished(HookResult::Success));
+        let log = std::fs::read_to_string(dir.path().join("hooks/000007_watch")).unwrap();
+        assert!(log.contains("7 p_00000007 p 2 5\n10.0.0.1\n"), "{log}");
+        assert!(log.contains("oops"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn new_captures_512_bytes_like_resalloc() {
+        let dir = tempfile::tempdir().unwrap();
+        let run1 = run(
+            dir.path(),
+            &spec(HookKind::New, "echo 10.0.0.9; echo second"),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(run1.stdout, b"10.0.0.9\nsecond\n");
+        let long = run(
+            dir.path(),
+            &spec(HookKind::New, "head -c 600 /dev/zero | tr '\\0' a; echo"),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(long.stdout.len(), 512 + "<< trimmed >>\n".len());
+        assert!(long.stdout.ends_with(b"<< trimmed >>\n"));
+    }
+
+    #[tokio::test]
+    async fn failures_timeouts_and_cancels_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let failed = run(
+            dir.path(),
+            &spec(HookKind::Release, "exit 3"),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(failed.result, HookRunResult::Finished(HookResult::Failed));
+
+        let mut slow = spec(HookKind::New, "echo started; sleep 30; echo never");
+        slow.timeout = Duration::from_millis(300);
+        let timed = run(dir.path(), &slow, &CancellationToken::new()).await;
+        assert_eq!(timed.result, HookRunResult::Finished(HookResult::TimedOut));
+        assert!(timed.took < Duration::from_secs(5));
+        let log = std::fs::read_to_string(dir.path().join("hooks/000007_alloc")).unwrap();
+        assert!(log.contains("timed out"), "{log}");
+
+        let cancel = CancellationToken::new();
+        let c2 = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            c2.cancel();
+        });
+        let mut hung = spec(HookKind::New, "sleep 30");
+        hung.timeout = Duration::from_secs(60);
+        let cancelled = run(dir.path(), &hung, &cancel).await;
+        assert_eq!(cancelled.result, HookRunResult::Cancelled);
+    }
+
+    #[test]
+    fn list_output_is_split_into_names() {
+        assert_eq!(
+            listed_names(b"a_1\nb_2  c_3\n\n"),
+            vec!["a_1", "b_2", "c_3"]
+        );
+    }
+}

@@ -1,0 +1,355 @@
+//! The engine's thin shell around the pure core: load the world, run a pass, persist its
+//! actions in one transaction, then start the hooks they ask for and feed their results into
+//! the next pass. Passes run when something happens (a ticket, a closed ticket, a finished
+//! hook) and at the latest when the core says something falls due, or after the configured
+//! period.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::Engine;
+use super::core::{self, Action};
+use super::hooks::{self, HookRunResult, HookSpec};
+use super::model::*;
+use super::store::{self, Loaded, StoreError};
+
+/// Passes in a row that may hit a conflict before the runner backs off a little.
+const CONFLICT_BURST: u32 = 3;
+
+/// In-memory state the runner carries between passes (all of it may be lost in a crash).
+struct Carry {
+    busy: BTreeMap<i64, HookKind>,
+    listing: BTreeSet<String>,
+    unknown: BTreeMap<(String, String), Ms>,
+    outcomes: Vec<HookOutcome>,
+    cancels: HashMap<i64, CancellationToken>,
+    reported_broken: HashSet<(String, String)>,
+}
+
+pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
+    let db = engine.db().clone();
+    loop {
+        match store::recover_after_restart(&db).await {
+            Ok(0) => break,
+            Ok(n) => {
+                tracing::warn!(
+                    machines = n,
+                    "machines caught mid-hook by a restart are being deleted"
+                );
+                break;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the engine state; retrying in 2 s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<HookOutcome>();
+    let livechecks = Arc::new(Semaphore::new(engine.settings().livecheck_concurrency));
+    let mut carry = Carry {
+        busy: BTreeMap::new(),
+        listing: BTreeSet::new(),
+        unknown: BTreeMap::new(),
+        outcomes: Vec::new(),
+        cancels: HashMap::new(),
+        reported_broken: HashSet::new(),
+    };
+    let mut conflicts_in_a_row = 0u32;
+    let period = engine.settings().period;
+
+    while !shutdown.is_cancelled() {
+        while let Ok(o) = rx.try_recv() {
+            carry.outcomes.push(o);
+        }
+        let started_at = Instant::now();
+        let loaded = match store::load(&db).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load the engine state; retrying in 1 s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        };
+        report_broken(&loaded, &mut carry);
+        let Loaded {
+            mut world, data, ..
+        } = loaded;
+        world.busy = carry.busy.clone();
+        world.listing = carry.listing.clone();
+        world.unknown = carry.unknown.clone();
+        world.outcomes = carry.outcomes.clone();
+
+        let now = now_ms();
+        let output = core::pass(&mut world, now, &mut |ticket| {
+            format!("unsandboxed-{ticket}-{}", uuid::Uuid::new_v4())
+        });
+        match store::persist(&db, &output.actions, now).await {
+            Ok(started) => {
+                conflicts_in_a_row = 0;
+                for o in carry.outcomes.drain(..) {
+                    if let Some(resource) = o.resource() {
+                        carry.cancels.remove(&resource);
+                    }
+                }
+                carry.busy = std::mem::take(&mut world.busy);
+                carry.listing = std::mem::take(&mut world.listing);
+                carry.unknown = std::mem::take(&mut world.unknown);
+                let assigned: Vec<i64> = output
+                    .actions
+                    .iter()
+                    .filter_map(|a| match a {
+                        Action::Assign { ticket, .. } => Some(*ticket),
+                        _ => None,
+                    })
+                    .collect();
+                engine.waiters().notify(assigned.iter().copied());
+                launch_hooks(
+                    &engine,
+                    &world,
+                    &data,
+                    &output.actions,
+                    started,
+                    &mut carry,
+                    &tx,
+                    &livechecks,
+                );
+                engine.record_pass(started_at.elapsed(), output.actions.len(), assigned.len());
+            }
+            Err(StoreError::Conflict(why)) => {
+                conflicts_in_a_row += 1;
+                engine.record_conflict();
+                tracing::debug!(%why, "pass rolled back; running it again on fresh state");
+                if conflicts_in_a_row >= CONFLICT_BURST {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                continue;
+            }
+            Err(StoreError::Db(e)) => {
+                tracing::error!(error = %e, "cannot persist the pass; retrying in 1 s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        }
+
+        let wait = output
+            .next_due
+            .map(|due| Duration::from_millis((due - now_ms()).max(0) as u64))
+            .unwrap_or(period)
+            .min(period);
+        tokio::select! {
+            _ = engine.woken() => {}
+            Some(o) = rx.recv() => carry.outcomes.push(o),
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    for token in carry.cancels.values() {
+        token.cancel();
+    }
+}
+
+fn report_broken(loaded: &Loaded, carry: &mut Carry) {
+    for (pool, why) in &loaded.broken {
+        if carry.reported_broken.insert((pool.clone(), why.clone())) {
+            tracing::error!(%pool, %why, "pool definition in the database is invalid; the engine leaves the pool alone");
+        }
+    }
+}
+
+pub(super) fn now_ms() -> Ms {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch_hooks(
+    engine: &Engine,
+    world: &World,
+    data: &HashMap<i64, Vec<u8>>,
+    actions: &[Action],
+    started: Vec<store::Started>,
+    carry: &mut Carry,
+    tx: &mpsc::UnboundedSender<HookOutcome>,
+    livechecks: &Arc<Semaphore>,
+) {
+    let mut started = started.into_iter();
+    for action in actions {
+        let (kind, resource, pool, spec_for) = match action {
+            Action::Start { .. } => {
+                let Some(s) = started.next() else { continue };
+                let Some(pool) = world.pools.get(&s.pool) else {
+                    continue;
+                };
+                let spec = HookSpec {
+                    kind: HookKind::New,
+                    command: pool.config.cmd_new.clone(),
+                    pool: s.pool.clone(),
+                    resource_id: s.id,
+                    name: Some(s.name.clone()),
+                    id_in_pool: Some(s.id_in_pool),
+                    counters: s.counters.clone(),
+                    data: None,
+                    timeout: secs(pool.config.timeouts.new),
+                    extra_env: BTreeMap::new(),
+                };
+                (HookKind::New, s.id, s.pool, Some(spec))
+            }
+            Action::Delete { resource } => (HookKind::Delete, *resource, String::new(), None),
+            Action::Release {
+                resource,
+                run_hook: true,
+            } => (HookKind::Release, *resource, String::new(), None),
+            Action::Livecheck { resource } => (HookKind::Livecheck, *resource, String::new(), None),
+            Action::List { pool } => (HookKind::List, 0, pool.clone(), None),
+            Action::DeleteUnknown { pool, name } => {
+                let Some(p) = world.pools.get(pool) else {
+                    continue;
+                };
+                let spec = HookSpec {
+                    kind: HookKind::Delete,
+                    command: p.config.cmd_delete.clone(),
+                    pool: pool.clone(),
+                    resource_id: 0,
+                    name: Some(name.clone()),
+                    id_in_pool: None,
+                    counters: Vec::new(),
+                    data: None,
+                    timeout: secs(p.config.timeouts.list),
+                    extra_env: BTreeMap::new(),
+                };
+                tracing::warn!(%pool, %name, "deleting a machine the cloud lists but the engine does not know");
+                spawn(engine, spec, tx.clone(), CancellationToken::new(), None, {
+                    let (pool, name) = (pool.clone(), name.clone());
+                    move |_| HookOutcome::UnknownDeleted { pool, name }
+                });
+                continue;
+            }
+            Action::CancelHook { resource } => {
+                if let Some(token) = carry.cancels.get(resource) {
+                    token.cancel();
+                }
+                continue;
+            }
+            _ => continue,
+        };
+
+        let spec = match spec_for {
+            Some(spec) => spec,
+            None if kind == HookKind::List => {
+                let Some(p) = world.pools.get(&pool) else {
+                    continue;
+                };
+                HookSpec {
+                    kind,
+                    command: p.config.cmd_list.clone().unwrap_or_default(),
+                    pool: pool.clone(),
+                    resource_id: 0,
+                    name: None,
+                    id_in_pool: None,
+                    counters: Vec::new(),
+                    data: None,
+                    timeout: secs(p.config.timeouts.list),
+                    extra_env: BTreeMap::new(),
+                }
+            }
+            None => {
+                let Some(r) = world.resources.get(&resource) else {
+                    continue;
+                };
+                let Some(p) = world.pools.get(&r.pool) else {
+                    continue;
+                };
+                let command = match kind {
+                    HookKind::Delete => p.config.cmd_delete.clone(),
+                    HookKind::Release => p.config.cmd_release.clone().unwrap_or_default(),
+                    HookKind::Livecheck => p.config.cmd_livecheck.clone().unwrap_or_default(),
+                    _ => continue,
+                };
+                HookSpec {
+                    kind,
+                    command,
+                    pool: r.pool.clone(),
+                    resource_id: r.id,
+                    name: Some(r.name.clone()),
+                    id_in_pool: Some(r.id_in_pool),
+                    counters: r.counters.clone(),
+                    data: Some(data.get(&r.id).cloned().unwrap_or_default()),
+                    timeout: secs(p.config.timeouts.for_kind(kind)),
+                    extra_env: BTreeMap::new(),
+                }
+            }
+        };
+
+        let token = CancellationToken::new();
+        if kind != HookKind::List {
+            carry.busy.insert(resource, kind);
+            carry.cancels.insert(resource, token.clone());
+        }
+        let permit = (kind == HookKind::Livecheck).then(|| livechecks.clone());
+        spawn(engine, spec, tx.clone(), token, permit, move |run| {
+            outcome(kind, resource, pool, run)
+        });
+    }
+}
+
+fn outcome(kind: HookKind, resource: i64, pool: String, run: hooks::HookRun) -> HookOutcome {
+    let result = match run.result {
+        HookRunResult::Cancelled => return HookOutcome::Cancelled { resource, kind },
+        HookRunResult::Finished(r) => r,
+    };
+    match kind {
+        HookKind::New => HookOutcome::Started {
+            resource,
+            result,
+            data: run.stdout,
+            took_ms: run.took.as_millis() as Ms,
+        },
+        HookKind::Release => HookOutcome::Released { resource, result },
+        HookKind::Delete => HookOutcome::Deleted {
+            resource,
+            timed_out: result == HookResult::TimedOut,
+        },
+        HookKind::Livecheck => HookOutcome::Checked { resource, result },
+        HookKind::List => HookOutcome::Listed {
+            pool,
+            names: (result == HookResult::Success).then(|| hooks::listed_names(&run.stdout)),
+        },
+    }
+}
+
+fn spawn(
+    engine: &Engine,
+    spec: HookSpec,
+    tx: mpsc::UnboundedSender<HookOutcome>,
+    cancel: CancellationToken,
+    permits: Option<Arc<Semaphore>>,
+    make: impl FnOnce(hooks::HookRun) -> HookOutcome + Send + 'static,
+) {
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        let _permit = match &permits {
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        engine.hook_started();
+        let run = hooks::run(&engine.settings().log_dir, &spec, &cancel).await;
+        engine.hook_finished();
+        let _ = tx.send(make(run));
+        engine.wake();
+    });
+}
+
+fn secs(s: u32) -> Duration {
+    Duration::from_secs(u64::from(s))
+}

@@ -1,0 +1,559 @@
+//! The engine's database edge: loading the world a pass looks at, and persisting the pass's
+//! actions in one transaction. Every update is guarded by the state it expects, so a
+//! concurrent change (a closed ticket, an admin's delete) makes the whole pass roll back and
+//! run again on fresh state instead of writing over it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::Utc;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, QueryFilter, TransactionTrait,
+};
+
+use super::core::{Action, ema, render_name};
+use super::model::*;
+use super::pools::from_model;
+use crate::audit::{self, Actor};
+use crate::entities::{named_counters, pools, resources, tickets};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database changed under the pass; run it again.
+    #[error("the state changed during the pass ({0})")]
+    Conflict(String),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// What the runner needs beside the world to run hooks.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub world: World,
+    /// `cmd_new` output of each machine.
+    pub data: HashMap<i64, Vec<u8>>,
+    /// Pools whose stored definition is broken, with why (they are left alone).
+    pub broken: Vec<(String, String)>,
+}
+
+/// Reads pools, live machines and the tickets that matter.
+pub async fn load(db: &DatabaseConnection) -> Result<Loaded, DbErr> {
+    let mut loaded = Loaded::default();
+    for m in pools::Entity::find().all(db).await? {
+        match from_model(&m) {
+            Ok(config) => {
+                let runtime = PoolRuntime {
+                    last_start: m.last_start_ms,
+                    last_list: m.last_list_ms,
+                };
+                loaded
+                    .world
+                    .pools
+                    .insert(m.name.clone(), Pool { config, runtime });
+            }
+            Err(errors) => {
+                let why = errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                loaded.broken.push((m.name.clone(), why));
+            }
+        }
+    }
+
+    let mut counters: HashMap<i64, Vec<(String, u32)>> = HashMap::new();
+    for c in named_counters::Entity::find().all(db).await? {
+        counters
+            .entry(i64::from(c.resource_id))
+            .or_default()
+            .push((c.counter_name, c.value.max(0) as u32));
+    }
+
+    let rows = resources::Entity::find()
+        .filter(resources::Column::State.ne(RState::Ended.as_str()))
+        .all(db)
+        .await?;
+    let mut referenced = BTreeSet::new();
+    for m in rows {
+        let Some(state) = RState::parse(&m.state) else {
+            tracing::error!(resource = m.id, state = %m.state, "machine with an unknown state is left alone");
+            continue;
+        };
+        let id = i64::from(m.id);
+        if let Some(t) = m.ticket_id {
+            referenced.insert(i64::from(t));
+        }
+        let tags: Vec<Tag> = serde_json::from_str(&m.tags).unwrap_or_default();
+        loaded.data.insert(id, m.data.unwrap_or_default());
+        loaded.world.resources.insert(
+            id,
+            Resource {
+                id,
+                pool: m.pool,
+                name: m.name.unwrap_or_default(),
+                state,
+                tags,
+                ticket: m.ticket_id.map(i64::from),
+                sandbox: m.sandbox,
+                sandboxed_since: m.sandboxed_since_ms,
+                released_at: m.released_at_ms,
+                releases: m.releases_counter.max(0) as u32,
+                check_failed: m.check_failed_count.max(0) as u32,
+                check_last: m.check_last_ms,
+                up_at: m.up_ms,
+                id_in_pool: m.id_in_pool.max(0) as u32,
+                counters: counters.remove(&id).unwrap_or_default(),
+            },
+        );
+    }
+
+    let open = tickets::Entity::find()
+        .filter(tickets::Column::State.eq(TState::Open.as_str()))
+        .all(db)
+        .await?;
+    for m in open {
+        referenced.remove(&i64::from(m.id));
+        insert_ticket(&mut loaded.world, m);
+    }
+    if !referenced.is_empty() {
+        let ids: Vec<i32> = referenced.iter().map(|&i| i as i32).collect();
+        for chunk in ids.chunks(500) {
+            for m in tickets::Entity::find()
+                .filter(tickets::Column::Id.is_in(chunk.to_vec()))
+                .all(db)
+                .await?
+            {
+                insert_ticket(&mut loaded.world, m);
+            }
+        }
+    }
+    Ok(loaded)
+}
+
+fn insert_ticket(world: &mut World, m: tickets::Model) {
+    let Some(state) = TState::parse(&m.state) else {
+        return;
+    };
+    let tags: Vec<String> = serde_json::from_str(&m.tags).unwrap_or_default();
+    let id = i64::from(m.id);
+    world.tickets.insert(
+        id,
+        Ticket {
+            id,
+            state,
+            tags,
+            sandbox: m.sandbox,
+            resource: m.resource_id.map(i64::from),
+        },
+    );
+}
+
+/// A machine inserted by a `Start` action.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub id: i64,
+    pub name: String,
+    pub pool: String,
+    pub id_in_pool: u32,
+    pub counters: Vec<(String, u32)>,
+}
+
+/// Writes the actions of one pass in one transaction. Returns the machines it inserted, in
+/// the order of the `Start` actions.
+pub async fn persist(
+    db: &DatabaseConnection,
+    actions: &[Action],
+    now: Ms,
+) -> Result<Vec<Started>, StoreError> {
+    if !actions.iter().any(writes) {
+        return Ok(Vec::new());
+    }
+    let txn = db.begin().await?;
+    let mut started = Vec::new();
+    for action in actions {
+        apply(&txn, action, now, &mut started).await?;
+    }
+    txn.commit().await?;
+    Ok(started)
+}
+
+fn writes(action: &Action) -> bool {
+    !matches!(action, Action::CancelHook { .. } | Action::Livecheck { .. })
+}
+
+fn guard(rows: u64, what: impl FnOnce() -> String) -> Result<(), StoreError> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(what()))
+    }
+}
+
+fn id32(id: i64) -> i32 {
+    i32::try_from(id).expect("ids fit the INTEGER columns they come from")
+}
+
+async fn apply(
+    txn: &DatabaseTransaction,
+    action: &Action,
+    now: Ms,
+    started: &mut Vec<Started>,
+) -> Result<(), StoreError> {
+    use resources::Column as R;
+    let stamp = Utc::now();
+    let res = || resources::Entity::update_many().col_expr(R::UpdatedAt, Expr::value(stamp));
+    match action {
+        Action::MarkUp {
+            resource,
+            data,
+            tags,
+        } => {
+            let r = res()
+                .col_expr(R::State, Expr::value(RState::Up.as_str()))
+                .col_expr(R::Data, Expr::value(data.clone()))
+                .col_expr(
+                    R::Tags,
+                    Expr::value(serde_json::to_string(tags).expect("tags serialize")),
+                )
+                .col_expr(R::UpMs, Expr::value(now))
+                .col_expr(R::CheckLastMs, Expr::value(now))
+                .col_expr(R::CheckFailedCount, Expr::value(0))
+                .filter(R::Id.eq(id32(*resource)))
+                .filter(R::State.eq(RState::Starting.as_str()))
+                .exec(txn)
+                .await?;
+            guard(r.rows_affected, || {
+                format!("machine {resource} is no longer STARTING")
+            })?;
+        }
+        Action::MarkEnded { resource } => {
+            let r = res()
+                .col_expr(R::State, Expr::value(RState::Ended.as_str()))
+                .col_expr(R::EndedMs, Expr::value(now))
+                .filter(R::Id.eq(id32(*resource)))
+                .filter(R::State.is_in([RState::Starting.as_str(), RState::Deleting.as_str()]))
+                .exec(txn)
+                .await?;
+            guard(r.rows_affected, || {
+                format!("machine {resource} changed before it ended")
+            })?;
+            named_counters::Entity::delete_many()
+                .filter(named_counters::Column::ResourceId.eq(id32(*resource)))
+                .exec(txn)
+                .await?;
+        }
+        Action::StartStats {
+            pool,
+            success,
+            took_ms,
+        } => {
+            if let Some(m) = pools::Entity::find_by_id(pool.clone()).one(txn).await? {
+                let mut am: pools::ActiveModel = m.clone().into();
+                am.start_success_rate = Set(Some(ema(
+                    m.start_success_rate,
+                    if *success { 1.0 } else { 0.0 },
+                )));
+                am.last_attempt_to_start_ms = Set(Some(now));
+                if *success {
+                    am.start_time_avg = Set(Some(ema(m.start_time_avg, *took_ms as f64 / 1000.0)));
+                    am.last_successful_start_ms = Set(Some(now));
+                }
+                pools::Entity::update(am).exec(txn).await?;
+            }
+        }
+        Action::Checked { resource, ok } => {
+            let failed = if *ok {
+                Expr::value(0)
+            } else {
+                Expr::col(R::CheckFailedCount).add(1)
+            };
+            res()
+                .col_expr(R::CheckLastMs, Expr::value(now))
+                .col_expr(R::CheckFailedCount, failed)
+                .filter(R::Id.eq(id32(*resource)))
+                .filter(R::State.eq(RState::Up.as_str()))
+                .exec(txn)
+                .await?;
+        }
+        Action::ReleaseDone { resource } => {
+            let r = res()
+                .col_expr(R::State, Expr::value(RState::Up.as_str()))
+                .filter(R::Id.eq(id32(*resource)))
+                .filter(R::State.eq(RState::Releasing.as_str()))
+                .exec(txn)
+                .await?;
+            guard(r.rows_affected, || {
+                format!("machine {resource} is no longer RELEASING")
+            })?;
+        }
+        Action::Release { resource, run_hook } => {
+            let state = if *run_hook {
+                RState::Releasing
+            } else {
+                RState::Up
+            };
+            let r = res()
+                .col_expr(R::State, Expr::value(state.as_str()))
+                .col_expr(R::TicketId, Expr::value(Option::<i32>::None))
+                .col_expr(R::ReleasedAtMs, Expr::value(now))
+                .col_expr(R::ReleasesCounter, Expr::col(R::ReleasesCounter).add(1))
+                .filter(R::Id.eq(id32(*resource)))
+                .filter(R::State.eq(RState::Up.as_str()))
+                .filter(R::TicketId.is_not_null())
+                .exec(txn)
+                .await?;
+            guard(r.rows_affected, || {
+                format!("machine {resource} was not taken any more")
+            })?;
+        }
+        Action::RequestDelete {
+            resource,
+            reason,
+            fail_ticket,
+        } => {
+            let r = res()
+                .col_expr(R::State, Expr::value(RState::DeleteRequest.as_str()))
+                .col_expr(R::DeleteReason, Expr::value(reason.as_str()))
+                .filter(R::Id.eq(id32(*resource)))
+                .filter(R::State.is_not_in([
+                    RState::DeleteRequest.as_str(),
+                    RState::Deleting.as_str(),
+                    RState::Ended.as_str(),
+                ]))
+                .exec(txn)
+                .await?;
+            guard(r.rows_affected, || {
+                format!("machine {resource} was already being deleted")
+            })?;
+            audit::record(
+                txn,
+                &Actor::System,
+                "resource.delete",
+                "resource",
+                resource,
+                serde_json::json!({ "reason": reason.as_str(), "failed_ticket": fail_ticket }),
+            )
+            .await?;
+            if let Some(ticket) = fail_ticket {
+                tickets::Entity::update_many()
+                    .col_expr(tickets::Column::State, Expr::value(TState::Failed.as_str()))
+                    .filter(tickets::Column::Id.eq(id32(*ticket)))
+                    .filter(tickets::Column::State.eq(TState::Open.as_str()))
+                    .exec(txn)
+                    .await?;
+            }
+        }
+        Action::RetryDelete { resource } => {
+            let r = res()
+                .col_expr(R::State, Expr::value(RState::DeleteRequest.as_str()))
+                .filter(R::Id.eq(id32(*resource)))
+                .filter(R::State.eq(RState::Deleting.as_str()))
+                .exec(txn)
+                .await?;
+            guard(r.rows_affected, || {
+                format!("machine {resource} is no longer DELETING")
+            })?;
+        }
+        Action::Delete { resource } => {
+            let r = res()
+                .col_expr(R::State, Expr::value(RState::Deleting.as_str()))
+                .filter(R::Id.eq(id32(*resource)))
+                .filter(R::State.eq(RState::DeleteRequest.as_str()))
+                .exec(txn)
+                .await?;
+            guard(r.rows_affected, || {
+                format!("machine {resource} is no longer DELETE_REQUEST")
+            })?;
+        }
+        Action::Start {
+            pool,
+            id_in_pool,
+            counters,
+        } => {
+            let config = pools::Entity::find_by_id(pool.clone())
+                .one(txn)
+                .await?
+                .ok_or_else(|| StoreError::Conflict(format!("pool {pool} disappeared")))?;
+            let inserted = resources::Entity::insert(resources::ActiveModel {
+                pool: Set(pool.clone()),
+                name: Set(None),
+                state: Set(RState::Starting.as_str().into()),
+                data: Set(None),
+                tags: Set("[]".into()),
+                id_in_pool: Set(*id_in_pool as i32),
+                ticket_id: Set(None),
+                sandbox: Set(None),
+                sandboxed_since_ms: Set(None),
+                released_at_ms: Set(None),
+                releases_counter: Set(0),
+                check_failed_count: Set(0),
+                check_last_ms: Set(None),
+                up_ms: Set(None),
+                ended_ms: Set(None),
+                delete_reason: Set(None),
+                created_at: Set(stamp),
+                updated_at: Set(stamp),
+                ..Default::default()
+            })
+            .exec(txn)
+            .await
+            .map_err(|e| StoreError::Conflict(format!("starting a machine in {pool}: {e}")))?;
+            let id = i64::from(inserted.last_insert_id);
+            let name = render_name(&config.name_pattern, pool, id, *id_in_pool, now);
+            resources::Entity::update_many()
+                .col_expr(R::Name, Expr::value(name.clone()))
+                .filter(R::Id.eq(inserted.last_insert_id))
+                .exec(txn)
+                .await?;
+            for (counter, value) in counters {
+                named_counters::Entity::insert(named_counters::ActiveModel {
+                    resource_id: Set(inserted.last_insert_id),
+                    counter_name: Set(counter.clone()),
+                    value: Set(*value as i32),
+                    created_at: Set(stamp),
+                })
+                .exec(txn)
+                .await
+                .map_err(|e| {
+                    StoreError::Conflict(format!("named counter {counter}={value}: {e}"))
+                })?;
+            }
+            pools::Entity::update_many()
+                .col_expr(pools::Column::LastStartMs, Expr::value(now))
+                .filter(pools::Column::Name.eq(pool.clone()))
+                .exec(txn)
+                .await?;
+            audit::record(
+                txn,
+                &Actor::System,
+                "resource.start",
+                "resource",
+                id,
+                serde_json::json!({ "pool": pool, "name": name }),
+            )
+            .await?;
+            started.push(Started {
+                id,
+                name,
+                pool: pool.clone(),
+                id_in_pool: *id_in_pool,
+                counters: counters.clone(),
+            });
+        }
+        Action::Assign {
+            ticket,
+            resource,
+            sandbox,
+            resource_had_sandbox,
+            ..
+        } => {
+            let mut update = res().col_expr(R::TicketId, Expr::value(id32(*ticket)));
+            if !resource_had_sandbox {
+                update = update
+                    .col_expr(R::Sandbox, Expr::value(sandbox.clone()))
+                    .col_expr(R::SandboxedSinceMs, Expr::value(now));
+            }
+            let r = update
+                .filter(R::Id.eq(id32(*resource)))
+                .filter(R::State.eq(RState::Up.as_str()))
+                .filter(R::TicketId.is_null())
+                .exec(txn)
+                .await?;
+            guard(r.rows_affected, || {
+                format!("machine {resource} is not ready any more")
+            })?;
+            let t = tickets::Entity::update_many()
+                .col_expr(tickets::Column::ResourceId, Expr::value(id32(*resource)))
+                .col_expr(tickets::Column::Sandbox, Expr::value(sandbox.clone()))
+                .col_expr(tickets::Column::AssignedMs, Expr::value(now))
+                .filter(tickets::Column::Id.eq(id32(*ticket)))
+                .filter(tickets::Column::State.eq(TState::Open.as_str()))
+                .filter(tickets::Column::ResourceId.is_null())
+                .exec(txn)
+                .await?;
+            guard(t.rows_affected, || {
+                format!("ticket {ticket} is no longer waiting")
+            })?;
+        }
+        Action::List { pool } => {
+            pools::Entity::update_many()
+                .col_expr(pools::Column::LastListMs, Expr::value(now))
+                .filter(pools::Column::Name.eq(pool.clone()))
+                .exec(txn)
+                .await?;
+        }
+        Action::DeleteUnknown { pool, name } => {
+            audit::record(
+                txn,
+                &Actor::System,
+                "resource.delete_unknown",
+                "resource",
+                name,
+                serde_json::json!({ "pool": pool, "reason": "listed by cmd_list twice, unknown to the engine" }),
+            )
+            .await?;
+        }
+        Action::CancelHook { .. } | Action::Livecheck { .. } => {}
+    }
+    Ok(())
+}
+
+/// resalloc's restart rule: hooks died with the old process, so machines caught in STARTING,
+/// DELETING or RELEASING are deleted (their `cmd_delete` is idempotent). Returns how many.
+pub async fn recover_after_restart(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    use resources::Column as R;
+    let r = resources::Entity::update_many()
+        .col_expr(R::State, Expr::value(RState::DeleteRequest.as_str()))
+        .col_expr(R::DeleteReason, Expr::value(DeleteReason::Restart.as_str()))
+        .col_expr(R::UpdatedAt, Expr::value(Utc::now()))
+        .filter(R::State.is_in([
+            RState::Starting.as_str(),
+            RState::Deleting.as_str(),
+            RState::Releasing.as_str(),
+        ]))
+        .exec(db)
+        .await?;
+    Ok(r.rows_affected)
+}
+
+/// Per-pool machine counts in the columns of resalloc-webui's `/pools`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolCounts {
+    pub up: i64,
+    pub ready: i64,
+    pub taken: i64,
+    pub starting: i64,
+    pub delete_requested: i64,
+    pub deleting: i64,
+    pub releasing: i64,
+}
+
+/// Counts the live machines of every pool.
+pub async fn pool_counts(db: &impl ConnectionTrait) -> Result<BTreeMap<String, PoolCounts>, DbErr> {
+    let rows = resources::Entity::find()
+        .filter(resources::Column::State.ne(RState::Ended.as_str()))
+        .all(db)
+        .await?;
+    let mut counts: BTreeMap<String, PoolCounts> = BTreeMap::new();
+    for r in rows {
+        let c = counts.entry(r.pool.clone()).or_default();
+        match RState::parse(&r.state) {
+            Some(RState::Up) => {
+                c.up += 1;
+                if r.ticket_id.is_some() {
+                    c.taken += 1;
+                } else if r.check_failed_count == 0 {
+                    c.ready += 1;
+                }
+            }
+            Some(RState::Starting) => c.starting += 1,
+            Some(RState::DeleteRequest) => c.delete_requested += 1,
+            Some(RState::Deleting) => c.deleting += 1,
+            Some(RState::Releasing) => c.releasing += 1,
+            _ => {}
+        }
+    }
+    Ok(counts)
+}

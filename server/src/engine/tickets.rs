@@ -1,0 +1,183 @@
+//! Tickets as clients see them: take, collect, wait and close, with resalloc's semantics.
+//! These functions write the database and wake the engine; the engine decides which machine a
+//! ticket gets.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use tokio::sync::Notify;
+
+use super::model::TState;
+use crate::entities::{resources, tickets};
+
+/// A ticket's state as `collectTicket` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketView {
+    pub id: i64,
+    pub state: TState,
+    pub tags: Vec<String>,
+    pub sandbox: Option<String>,
+    pub resource_id: Option<i64>,
+    /// The assigned machine's data (`cmd_new` output), when it has one.
+    pub output: Option<Vec<u8>>,
+}
+
+impl TicketView {
+    /// resalloc's `ready`: a machine was assigned (stays true once FAILED or CLOSED).
+    pub fn ready(&self) -> bool {
+        self.resource_id.is_some()
+    }
+}
+
+/// Normalizes requested tags: sorted, without duplicates (resalloc faults on a duplicate
+/// through a primary-key error; a client cannot mean anything by one, so it is dropped).
+pub fn normalize_tags(tags: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut tags: Vec<String> = tags.into_iter().collect();
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+/// Stores a new OPEN ticket and returns its id.
+pub async fn take(
+    db: &DatabaseConnection,
+    tags: Vec<String>,
+    sandbox: Option<String>,
+) -> Result<i64, DbErr> {
+    let tags = normalize_tags(tags);
+    let inserted = tickets::Entity::insert(tickets::ActiveModel {
+        state: Set(TState::Open.as_str().into()),
+        tags: Set(serde_json::to_string(&tags).expect("tags serialize")),
+        sandbox: Set(sandbox.filter(|s| !s.is_empty())),
+        resource_id: Set(None),
+        assigned_ms: Set(None),
+        closed_ms: Set(None),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    })
+    .exec(db)
+    .await?;
+    Ok(i64::from(inserted.last_insert_id))
+}
+
+/// The ticket and its machine's data, or None for an unknown id.
+pub async fn collect(db: &DatabaseConnection, id: i64) -> Result<Option<TicketView>, DbErr> {
+    let Ok(id32) = i32::try_from(id) else {
+        return Ok(None);
+    };
+    let Some(t) = tickets::Entity::find_by_id(id32).one(db).await? else {
+        return Ok(None);
+    };
+    let output = match t.resource_id {
+        Some(r) => resources::Entity::find_by_id(r)
+            .one(db)
+            .await?
+            .and_then(|r| r.data),
+        None => None,
+    };
+    Ok(Some(TicketView {
+        id,
+        state: TState::parse(&t.state).unwrap_or(TState::Open),
+        tags: serde_json::from_str(&t.tags).unwrap_or_default(),
+        sandbox: t.sandbox,
+        resource_id: t.resource_id.map(i64::from),
+        output,
+    }))
+}
+
+/// Closes the ticket. Returns false for an unknown id; closing twice is harmless.
+pub async fn close(db: &DatabaseConnection, id: i64) -> Result<bool, DbErr> {
+    let Ok(id32) = i32::try_from(id) else {
+        return Ok(false);
+    };
+    let r = tickets::Entity::update_many()
+        .col_expr(tickets::Column::State, Expr::value(TState::Closed.as_str()))
+        .col_expr(
+            tickets::Column::ClosedMs,
+            Expr::value(Utc::now().timestamp_millis()),
+        )
+        .filter(tickets::Column::Id.eq(id32))
+        .filter(tickets::Column::State.ne(TState::Closed.as_str()))
+        .exec(db)
+        .await?;
+    if r.rows_affected == 1 {
+        return Ok(true);
+    }
+    Ok(tickets::Entity::find_by_id(id32).one(db).await?.is_some())
+}
+
+/// Wakes `waitTicket` callers when their ticket gets a machine. Holds no thread and no
+/// database connection per waiter: a waiter is a `Notify` in a map.
+#[derive(Default)]
+pub struct Waiters {
+    map: Mutex<HashMap<i64, Arc<Notify>>>,
+}
+
+impl Waiters {
+    fn subscribe(&self, id: i64) -> Arc<Notify> {
+        self.map
+            .lock()
+            .expect("waiters lock")
+            .entry(id)
+            .or_default()
+            .clone()
+    }
+
+    fn unsubscribe(&self, id: i64, notify: Arc<Notify>) {
+        let mut map = self.map.lock().expect("waiters lock");
+        drop(notify);
+        if map.get(&id).is_some_and(|n| Arc::strong_count(n) == 1) {
+            map.remove(&id);
+        }
+    }
+
+    /// Wakes everyone waiting for these tickets.
+    pub fn notify(&self, ids: impl IntoIterator<Item = i64>) {
+        let map = self.map.lock().expect("waiters lock");
+        for id in ids {
+            if let Some(n) = map.get(&id) {
+                n.notify_waiters();
+            }
+        }
+    }
+
+    /// How many tickets have someone waiting (for metrics).
+    pub fn len(&self) -> usize {
+        self.map.lock().expect("waiters lock").len()
+    }
+}
+
+/// Waits until the ticket has a machine and returns the machine's data (resalloc's
+/// `waitTicket`). Re-reads the ticket every `recheck` in case the wake-up came from another
+/// replica. Returns None for an unknown ticket.
+pub async fn wait(
+    db: &DatabaseConnection,
+    waiters: &Waiters,
+    id: i64,
+    recheck: Duration,
+) -> Result<Option<Vec<u8>>, DbErr> {
+    let notify = waiters.subscribe(id);
+    let result = async {
+        loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match collect(db, id).await? {
+                None => return Ok(None),
+                Some(t) if t.ready() => return Ok(Some(t.output.unwrap_or_default())),
+                Some(_) => {}
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(recheck) => {}
+            }
+        }
+    }
+    .await;
+    waiters.unsubscribe(id, notify);
+    result
+}

@@ -1,0 +1,19 @@
+//! copr-pools: self-service builder pools for Fedora Copr.
+//!
+//! The binary's modules are a library so integration tests and benchmarks drive the real
+//! router, engine and XML-RPC API in-process.
+
+pub mod audit;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod engine;
+pub mod entities;
+pub mod pools;
+pub mod resources;
+pub mod serve;
+pub mod status;
+pub mod telemetry;
+pub mod web;
+pub mod xmlrpc;

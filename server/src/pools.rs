@@ -1,0 +1,162 @@
+//! Managing pool definitions in the database: import from and export to resalloc's
+//! `pools.yaml`, listing. Every change is validated against all pools, written in one
+//! transaction and recorded in the audit log; the engine picks it up on its next pass.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
+    QueryOrder, TransactionTrait,
+};
+use serde_json::json;
+
+use crate::audit::{self, Actor};
+use crate::engine::model::PoolConfig;
+use crate::engine::pools::{PoolError, from_model, to_model, validate_all};
+use crate::entities::pools;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolsError {
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<PoolError>),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// What saving a set of pools did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Saved {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+/// Every pool whose stored definition is valid, by name, and the broken ones with why.
+pub async fn load_all(
+    db: &impl ConnectionTrait,
+) -> Result<(Vec<PoolConfig>, Vec<PoolError>), DbErr> {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for m in pools::Entity::find()
+        .order_by_asc(pools::Column::Name)
+        .all(db)
+        .await?
+    {
+        match from_model(&m) {
+            Ok(p) => good.push(p),
+            Err(mut e) => bad.append(&mut e),
+        }
+    }
+    Ok((good, bad))
+}
+
+/// Creates or updates the given pools (others are left as they are), after checking them
+/// together with the pools already stored.
+pub async fn save(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    incoming: &[PoolConfig],
+    actor: &Actor,
+) -> Result<Saved, PoolsError> {
+    let txn = db.begin().await?;
+    let existing: BTreeMap<String, pools::Model> = pools::Entity::find()
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|m| (m.name.clone(), m))
+        .collect();
+    let mut combined: BTreeMap<String, PoolConfig> = BTreeMap::new();
+    for m in existing.values() {
+        if let Ok(p) = from_model(m) {
+            combined.insert(p.name.clone(), p);
+        }
+    }
+    for p in incoming {
+        combined.insert(p.name.clone(), p.clone());
+    }
+    let errors = validate_all(combined.values());
+    if !errors.is_empty() {
+        return Err(PoolsError::Invalid(errors));
+    }
+
+    let now = Utc::now();
+    let mut saved = Saved::default();
+    for p in incoming {
+        let before = existing.get(&p.name);
+        let model = to_model(p, now, before);
+        match before {
+            None => {
+                pools::Entity::insert(model.into_active_model())
+                    .exec(&txn)
+                    .await?;
+                audit::record(
+                    &txn,
+                    actor,
+                    "pool.create",
+                    "pool",
+                    &p.name,
+                    json!({ "definition": definition_json(p) }),
+                )
+                .await?;
+                saved.created.push(p.name.clone());
+            }
+            Some(old) => {
+                let old_def = from_model(old).ok();
+                if old_def.as_ref() == Some(p) {
+                    saved.unchanged.push(p.name.clone());
+                    continue;
+                }
+                let mut am = model.into_active_model().reset_all();
+                // The engine keeps these up to date concurrently: leave them to it.
+                am.last_start_ms = NotSet;
+                am.last_attempt_to_start_ms = NotSet;
+                am.last_successful_start_ms = NotSet;
+                am.start_success_rate = NotSet;
+                am.start_time_avg = NotSet;
+                am.last_list_ms = NotSet;
+                am.created_at = NotSet;
+                am.update(&txn).await?;
+                let changes = diff(old_def.as_ref(), p);
+                audit::record(
+                    &txn,
+                    actor,
+                    "pool.update",
+                    "pool",
+                    &p.name,
+                    json!({ "changed": changes }),
+                )
+                .await?;
+                saved.updated.push(p.name.clone());
+            }
+        }
+    }
+    txn.commit().await?;
+    Ok(saved)
+}
+
+/// A pool's definition as JSON for the audit log (commands hold no secrets: credentials reach
+/// hooks through the environment).
+fn definition_json(p: &PoolConfig) -> serde_json::Value {
+    let yaml = crate::engine::pools::export_pools_yaml(std::slice::from_ref(p));
+    let value: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap_or_default();
+    serde_json::to_value(value.get(&p.name).cloned().unwrap_or_default()).unwrap_or_default()
+}
+
+/// The keys whose values differ, as {key: [before, after]}.
+fn diff(before: Option<&PoolConfig>, after: &PoolConfig) -> serde_json::Value {
+    let after_json = definition_json(after);
+    let before_json = before.map(definition_json).unwrap_or_default();
+    let mut changes = serde_json::Map::new();
+    if let Some(obj) = after_json.as_object() {
+        for (k, v) in obj {
+            let old = before_json
+                .get(k)
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            if &old != v {
+                changes.insert(k.clone(), json!([old, v]));
+            }
+        }
+    }
+    serde_json::Value::Object(changes)
+}
