@@ -27,7 +27,7 @@ pub fn Layout(children: Children) -> impl IntoView {
         </main>
         <footer class="site-footer">
             <div class="container footer-row">
-                <span>"copr-pools " {VERSION}</span>
+                <span>{format!("copr-pools {VERSION}")}</span>
                 <span>"Self-service builder pools for Fedora Copr"</span>
             </div>
         </footer>

@@ -144,7 +144,7 @@ fn PoolTable(pools: Vec<PoolStatus>) -> impl IntoView {
     ];
     view! {
         <div class="table-wrap" role="region" aria-labelledby="pools-title" tabindex="0">
-            <table class="data-table" data-testid="pool-table">
+            <table class="data-table stack-on-phone" data-testid="pool-table">
                 <thead>
                     <tr>
                         <th scope="col">"Pool"</th>
@@ -167,7 +167,8 @@ fn PoolTable(pools: Vec<PoolStatus>) -> impl IntoView {
                 <tfoot>
                     <tr>
                         <th scope="row" colspan="2">"Totals"</th>
-                        {totals.into_iter().map(|n| view! { <td class="num">{n}</td> }).collect_view()}
+                        {totals.into_iter().zip(["Max", "Up", "Ready", "Taken", "Starting", "Delete requested", "Deleting", "Releasing"])
+                            .map(|(n, label)| view! { <td class="num" data-label=label>{n}</td> }).collect_view()}
                         <td></td>
                         <td></td>
                     </tr>
@@ -180,29 +181,48 @@ fn PoolTable(pools: Vec<PoolStatus>) -> impl IntoView {
 #[component]
 fn PoolRow(pool: PoolStatus) -> impl IntoView {
     let state_class = format!("badge badge-{}", pool.state);
-    let tags = pool.tags.join(" ");
-    let on_demand = pool.tags_on_demand.join(" ");
+    let numbers = [
+        ("Max", pool.max.to_string()),
+        ("Up", pool.up.to_string()),
+        ("Ready", pool.ready.to_string()),
+        ("Taken", pool.taken.to_string()),
+        ("Starting", pool.starting.to_string()),
+        ("Delete requested", pool.delete_requested.to_string()),
+        ("Deleting", pool.deleting.to_string()),
+        ("Releasing", pool.releasing.to_string()),
+        ("Start success", percent(pool.start_success_rate)),
+        (
+            "Avg. start",
+            pool.start_time_avg
+                .map(human_duration)
+                .unwrap_or_else(|| "–".into()),
+        ),
+    ];
     view! {
         <tr>
             <th scope="row">
                 <span class="pool-name">{pool.name}</span>
-                {(!tags.is_empty()).then(|| view! { <span class="tags">{tags}</span> })}
-                {(!on_demand.is_empty()).then(|| view! { <span class="tags">"on demand: " {on_demand}</span> })}
+                <TagList tags=pool.tags label=""/>
+                <TagList tags=pool.tags_on_demand label="on demand"/>
                 {pool.description.map(|d| view! { <details><summary>"About"</summary><p>{d}</p></details> })}
             </th>
-            <td><span class=state_class>{pool.state}</span></td>
-            <td class="num">{pool.max}</td>
-            <td class="num">{pool.up}</td>
-            <td class="num">{pool.ready}</td>
-            <td class="num">{pool.taken}</td>
-            <td class="num">{pool.starting}</td>
-            <td class="num">{pool.delete_requested}</td>
-            <td class="num">{pool.deleting}</td>
-            <td class="num">{pool.releasing}</td>
-            <td class="num">{percent(pool.start_success_rate)}</td>
-            <td class="num">{pool.start_time_avg.map(human_duration).unwrap_or_else(|| "–".into())}</td>
+            <td data-label="State"><span class=state_class>{pool.state}</span></td>
+            {numbers.into_iter().map(|(label, value)| view! { <td class="num" data-label=label>{value}</td> }).collect_view()}
         </tr>
     }
+}
+
+/// Tags as small chips; nothing when there are none.
+#[component]
+fn TagList(tags: Vec<String>, label: &'static str) -> impl IntoView {
+    (!tags.is_empty()).then(|| {
+        view! {
+            <span class="tag-list">
+                {(!label.is_empty()).then(|| view! { <span class="tag-label">{label} ":"</span> })}
+                {tags.into_iter().map(|t| view! { <code class="tag">{t}</code> }).collect_view()}
+            </span>
+        }
+    })
 }
 
 #[component]
@@ -215,7 +235,7 @@ fn QueueTable(queue: Vec<QueueGroup>) -> impl IntoView {
     }
     view! {
         <div class="table-wrap" role="region" aria-labelledby="queue-title" tabindex="0">
-            <table class="data-table" data-testid="queue-table">
+            <table class="data-table stack-on-phone" data-testid="queue-table">
                 <thead>
                     <tr>
                         <th scope="col">"Requested tags"</th>
@@ -227,15 +247,15 @@ fn QueueTable(queue: Vec<QueueGroup>) -> impl IntoView {
                     {queue.into_iter().map(|g| view! {
                         <tr>
                             <th scope="row">
-                                <span class="tags">{g.tags.join(" ")}</span>
+                                <TagList tags=g.tags label=""/>
                                 {(!g.servable).then(|| view! {
                                     <span class="badge badge-warning" title="No active pool offers all of these tags, so these tickets cannot be served">
                                         "no pool offers these tags"
                                     </span>
                                 })}
                             </th>
-                            <td class="num">{g.waiting}</td>
-                            <td class="num">{human_duration(g.oldest_age_secs)}</td>
+                            <td class="num" data-label="Waiting">{g.waiting}</td>
+                            <td class="num" data-label="Oldest">{human_duration(g.oldest_age_secs)}</td>
                         </tr>
                     }).collect_view()}
                 </tbody>

@@ -1,0 +1,137 @@
+//! The web side: operational endpoints, the server-rendered status page, the 404 page and the
+//! server function behind the page's live updates.
+
+use axum::body::Body;
+use copr_pools::audit::Actor;
+use copr_pools::engine::model::{PoolConfig, Tag};
+use copr_pools::engine::tickets;
+use serde_json::Value;
+
+use crate::support::{Kind, TestApp, TestDb, each_db};
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_json() {
+    each_db(|t| async move {
+        let app = TestApp::new(&t);
+        let (status, body) = app.get("/healthz").await;
+        assert_eq!(status, 200);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], "ok");
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+
+        let (status, body) = app.get("/readyz").await;
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], "ready");
+        assert_eq!(v["migrations"], "current");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn readyz_is_unavailable_until_migrations_ran() {
+    let t = TestDb::unmigrated(Kind::Sqlite).await;
+    let app = TestApp::new(&t);
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["pending_migrations"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_status_page_explains_pools_when_there_are_none() {
+    each_db(|t| async move {
+        let app = TestApp::new(&t);
+        let (status, html) = app.get("/").await;
+        assert_eq!(status, 200);
+        assert!(
+            html.contains("<title>Pool status · copr-pools</title>"),
+            "{html}"
+        );
+        assert!(html.contains(r#"<nav aria-label="Main""#));
+        assert!(html.contains(r#"<main id="main""#));
+        assert!(html.contains("No pools yet"));
+        assert!(html.contains("No builds are waiting for a machine."));
+        assert!(
+            html.contains(&format!("copr-pools {}", env!("CARGO_PKG_VERSION"))),
+            "footer shows the version"
+        );
+        // Server-rendered with the hydration script, and the live toggle disabled until then.
+        assert!(html.contains("/pkg/copr-pools.js"));
+        assert!(html.contains(r#"data-testid="live-toggle""#));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_status_page_lists_pools_counts_and_the_queue() {
+    each_db(|t| async move {
+        let mut pool = PoolConfig::new("aws_x86_64_spot", "true", "true");
+        pool.tags = vec![Tag::new("copr_builder", 0), Tag::new("arch_x86_64", 0)];
+        pool.max = 7;
+        pool.description = Some("Spot instances".into());
+        copr_pools::pools::save(&t.db, &[pool], &Actor::System)
+            .await
+            .unwrap();
+        tickets::take(
+            &t.db,
+            vec!["copr_builder".into(), "arch_x86_64".into()],
+            None,
+        )
+        .await
+        .unwrap();
+        tickets::take(&t.db, vec!["arch_s390x".into()], None)
+            .await
+            .unwrap();
+
+        let app = TestApp::new(&t);
+        let (status, html) = app.get("/").await;
+        assert_eq!(status, 200);
+        assert!(html.contains("aws_x86_64_spot"), "{html}");
+        assert!(
+            html.contains(r#"data-label="Max" class="num">7<"#),
+            "{html}"
+        );
+        assert!(html.contains("Spot instances"));
+        assert!(html.contains(r#"data-testid="queue-table""#));
+        assert!(
+            html.contains("no pool offers these tags"),
+            "the s390x ticket can never be served"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_pages_are_404_with_a_way_back() {
+    each_db(|t| async move {
+        let app = TestApp::new(&t);
+        let (status, html) = app.get("/no/such/page").await;
+        assert_eq!(status, 404);
+        assert!(html.contains("Page not found"));
+        assert!(html.contains(r#"href="/""#));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_status_server_function_answers_json() {
+    each_db(|t| async move {
+        let app = TestApp::new(&t);
+        let req = http::Request::post("/api/ui/status")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, body) = app.request(req).await;
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["pools"], Value::Array(vec![]));
+        assert!(v["generated_at"].as_i64().unwrap() > 1_700_000_000);
+    })
+    .await;
+}
