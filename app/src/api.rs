@@ -49,6 +49,99 @@ pub struct StatusSnapshot {
     pub generated_at: i64,
 }
 
+/// The signed-in user, as the navigation shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSummary {
+    pub username: String,
+    pub display_name: Option<String>,
+    pub teams: Vec<String>,
+    pub admin: bool,
+}
+
+/// Who is signed in, and how one signs in here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub user: Option<UserSummary>,
+    /// The development sign-in is on (loopback only): pages show a warning banner.
+    pub dev_login: bool,
+    /// A real OpenID provider is configured.
+    pub oidc: bool,
+    /// The session's token for forms (sign-out, development sign-in).
+    pub csrf_token: String,
+}
+
+/// One of the user's teams.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamSummary {
+    pub name: String,
+    pub members: i64,
+    pub pools: i64,
+}
+
+/// A team member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    pub username: String,
+    pub display_name: Option<String>,
+    /// RFC 3339, or None if they never signed in since the team appeared.
+    pub last_sign_in: Option<String>,
+}
+
+/// A pool in a short listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolBrief {
+    pub name: String,
+    pub state: String,
+    pub max: i64,
+    pub up: i64,
+    pub taken: i64,
+}
+
+/// A team's page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamView {
+    pub name: String,
+    pub members: Vec<MemberView>,
+    pub pools: Vec<PoolBrief>,
+}
+
+/// The engine's figures for admins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineView {
+    /// This replica runs the engine.
+    pub running_here: bool,
+    pub passes: u64,
+    pub conflicts: u64,
+    pub tickets_assigned: u64,
+    pub last_pass_secs_ago: Option<f64>,
+    pub last_pass_ms: f64,
+    pub hooks_running: i64,
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditView {
+    pub id: i32,
+    /// RFC 3339 UTC.
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub object: String,
+    pub details: String,
+}
+
+/// The admin overview: the engine and a page of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminOverview {
+    pub engine: EngineView,
+    pub pools_by_state: Vec<(String, i64)>,
+    pub users: i64,
+    pub teams: i64,
+    pub audit: Vec<AuditView>,
+    /// Pass as `before` to read the next (older) page.
+    pub older: Option<i32>,
+}
+
 /// The server side of the UI's data, provided through Leptos context by the server crate.
 ///
 /// Implementations do the authorization: a server function only forwards to one method.
@@ -56,6 +149,10 @@ pub struct StatusSnapshot {
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
     async fn status(&self) -> Result<StatusSnapshot, AppError>;
+    async fn session(&self) -> Result<SessionInfo, AppError>;
+    async fn my_teams(&self) -> Result<Vec<TeamSummary>, AppError>;
+    async fn team(&self, name: String) -> Result<TeamView, AppError>;
+    async fn admin_overview(&self, before: Option<i32>) -> Result<AdminOverview, AppError>;
 }
 
 /// The backend of the current request.
@@ -67,8 +164,61 @@ pub fn backend() -> Result<std::sync::Arc<dyn Backend>, AppError> {
     })
 }
 
+/// Gives a failed server function the HTTP status of its error (401, 403, 404, …), so the
+/// endpoints behind the pages answer like an API.
+#[cfg(feature = "ssr")]
+fn answer<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+    if let Err(e) = &result {
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            if let Ok(status) = http::StatusCode::from_u16(e.status_code()) {
+                response.set_status(status);
+            }
+        }
+    }
+    result
+}
+
 /// The public status: pools, their machines and the queue of waiting tickets.
 #[server(prefix = "/api/ui", endpoint = "status")]
 pub async fn get_status() -> Result<StatusSnapshot, AppError> {
-    backend()?.status().await
+    answer(match backend() {
+        Ok(b) => b.status().await,
+        Err(e) => Err(e),
+    })
+}
+
+/// Who is signed in (also creates the session's form token).
+#[server(prefix = "/api/ui", endpoint = "session")]
+pub async fn get_session() -> Result<SessionInfo, AppError> {
+    answer(match backend() {
+        Ok(b) => b.session().await,
+        Err(e) => Err(e),
+    })
+}
+
+/// The signed-in user's teams.
+#[server(prefix = "/api/ui", endpoint = "my_teams")]
+pub async fn get_my_teams() -> Result<Vec<TeamSummary>, AppError> {
+    answer(match backend() {
+        Ok(b) => b.my_teams().await,
+        Err(e) => Err(e),
+    })
+}
+
+/// A team's members and pools, for its members and admins.
+#[server(prefix = "/api/ui", endpoint = "team")]
+pub async fn get_team(name: String) -> Result<TeamView, AppError> {
+    answer(match backend() {
+        Ok(b) => b.team(name).await,
+        Err(e) => Err(e),
+    })
+}
+
+/// The engine's state and the audit log, for admins.
+#[server(prefix = "/api/ui", endpoint = "admin_overview")]
+pub async fn get_admin_overview(before: Option<i32>) -> Result<AdminOverview, AppError> {
+    answer(match backend() {
+        Ok(b) => b.admin_overview(before).await,
+        Err(e) => Err(e),
+    })
 }

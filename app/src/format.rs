@@ -29,6 +29,25 @@ pub fn percent(ratio: Option<f64>) -> String {
     }
 }
 
+/// Percent-encodes a query-string value (RFC 3986 unreserved characters stay as they are).
+pub fn urlencode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The sign-in address that brings the user back to `path`.
+pub fn login_url(path: &str) -> String {
+    format!("/auth/login?next={}", urlencode(path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,6 +61,15 @@ mod tests {
         assert_eq!(human_duration(3900.0), "1 h 5 min");
         assert_eq!(human_duration(3.0 * 86_400.0), "3 d");
         assert_eq!(human_duration(-1.0), "–");
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(
+            urlencode("/teams/a b?x=1&y"),
+            "%2Fteams%2Fa%20b%3Fx%3D1%26y"
+        );
+        assert_eq!(login_url("/admin"), "/auth/login?next=%2Fadmin");
     }
 
     #[test]

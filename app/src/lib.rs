@@ -14,11 +14,15 @@ pub mod pages;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
-    SsrMode, StaticSegment,
+    ParamSegment, SsrMode, StaticSegment,
     components::{Route, Router, Routes},
 };
 
-use crate::components::layout::Layout;
+use crate::api::get_session;
+use crate::components::layout::{Layout, SessionResource};
+use crate::pages::admin::AdminPage;
+use crate::pages::auth::{DevSignInPage, SignInFailedPage};
+use crate::pages::teams::{TeamPage, TeamsPage};
 use crate::pages::{not_found::NotFound, status::StatusPage};
 
 /// The version shown in the footer and reported by `/healthz`.
@@ -47,6 +51,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    provide_context(SessionResource(Resource::new(|| (), |_| get_session())));
 
     view! {
         <Stylesheet id="leptos" href="/pkg/copr-pools.css"/>
@@ -59,6 +64,11 @@ pub fn App() -> impl IntoView {
                 // JavaScript disabled as after hydration.
                 <Routes fallback=NotFound>
                     <Route path=StaticSegment("") view=StatusPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("teams") view=TeamsPage ssr=SsrMode::Async/>
+                    <Route path=(StaticSegment("teams"), ParamSegment("name")) view=TeamPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("admin") view=AdminPage ssr=SsrMode::Async/>
+                    <Route path=(StaticSegment("auth"), StaticSegment("dev")) view=DevSignInPage ssr=SsrMode::Async/>
+                    <Route path=(StaticSegment("auth"), StaticSegment("failed")) view=SignInFailedPage ssr=SsrMode::Async/>
                 </Routes>
             </Layout>
         </Router>

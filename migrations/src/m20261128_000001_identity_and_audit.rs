@@ -18,6 +18,8 @@ impl MigrationTrait for Migration {
                     .col(string(Users::Username))
                     .col(string_null(Users::DisplayName))
                     .col(string_null(Users::Email))
+                    // JSON array: every FAS group from the last sign-in (teams are a subset).
+                    .col(text(Users::Groups))
                     .col(boolean(Users::IsAdmin).default(false))
                     .col(timestamp_with_time_zone(Users::CreatedAt))
                     .col(timestamp_with_time_zone(Users::UpdatedAt))
@@ -123,11 +125,23 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // Written (as a no-op) first thing in every SQLite write transaction, so the
+        // transaction takes the write lock before it reads: SQLite cannot upgrade a read to a
+        // write once another connection has committed, and fails instead of waiting.
+        manager
+            .create_table(
+                Table::create()
+                    .table(WriteGate::Table)
+                    .col(pk_auto(WriteGate::Id))
+                    .to_owned(),
+            )
+            .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in [
+            WriteGate::Table.into_iden(),
             AuditEvents::Table.into_iden(),
             Memberships::Table.into_iden(),
             Teams::Table.into_iden(),
@@ -149,6 +163,7 @@ pub enum Users {
     Username,
     DisplayName,
     Email,
+    Groups,
     IsAdmin,
     CreatedAt,
     UpdatedAt,
@@ -182,4 +197,10 @@ enum AuditEvents {
     ObjectType,
     ObjectId,
     Details,
+}
+
+#[derive(DeriveIden)]
+enum WriteGate {
+    Table,
+    Id,
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, Statement, TransactionTrait,
 };
 
 /// The advisory-lock key that serialises migrations between replicas ("copr-mig").
@@ -77,7 +78,7 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbError> {
     if postgres {
         // Held on one pooled connection: take and release it in the same statement sequence
         // by using a transaction-scoped lock.
-        let txn = sea_orm::TransactionTrait::begin(db).await?;
+        let txn = db.begin().await?;
         txn.execute(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT pg_advisory_xact_lock($1)",
@@ -99,6 +100,20 @@ pub async fn pending_migrations(db: &DatabaseConnection) -> Result<Vec<String>, 
         .iter()
         .map(|m| m.name().to_string())
         .collect())
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock at once (by a
+/// no-op write to `write_gate`), so reads inside it never need an upgrade that SQLite would
+/// refuse with "database is locked" while another connection writes; it waits its turn.
+pub async fn begin_write(
+    db: &(impl TransactionTrait + ConnectionTrait),
+) -> Result<DatabaseTransaction, DbErr> {
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == DbBackend::Sqlite {
+        txn.execute_unprepared("UPDATE write_gate SET id = id WHERE 0 = 1")
+            .await?;
+    }
+    Ok(txn)
 }
 
 /// A cheap round trip that proves the database answers.

@@ -3,7 +3,9 @@
 //! The binary's modules are a library so integration tests and benchmarks drive the real
 //! router, engine and XML-RPC API in-process.
 
+pub mod accounts;
 pub mod audit;
+pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod config;

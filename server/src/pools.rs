@@ -58,7 +58,7 @@ pub async fn save(
     incoming: &[PoolConfig],
     actor: &Actor,
 ) -> Result<Saved, PoolsError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let existing: BTreeMap<String, pools::Model> = pools::Entity::find()
         .all(&txn)
         .await?

@@ -136,7 +136,7 @@ pub async fn request_delete(
         RState::Up.as_str(),
         RState::Releasing.as_str(),
     ];
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let mut q =
         resources::Entity::find().filter(resources::Column::State.ne(RState::Ended.as_str()));
     match selection {

@@ -7,9 +7,10 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::session::Store;
 use crate::config::Config;
 use crate::engine::{Engine, EngineSettings};
-use crate::web::{AppState, leptos_options, router};
+use crate::web::{AppState, router};
 use crate::{db, telemetry, xmlrpc};
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -39,13 +40,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             )
         })?;
 
-    let state = AppState {
-        leptos_options: leptos_options(&config),
-        db: db.clone(),
-        engine: engine.clone(),
-        config: config.clone(),
-    };
+    let store = Store::new(&db, None)
+        .await
+        .context("cannot prepare the session table")?;
+    let state = AppState::new(config.clone(), db.clone(), engine.clone());
     let mut tasks = tokio::task::JoinSet::new();
+    {
+        let (store, stop) = (store.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = store.delete_expired_every(Duration::from_secs(300)) => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
     if config.engine {
         let (engine, stop) = (engine.clone(), shutdown.clone());
         tasks.spawn(async move { engine.run(stop).await });
@@ -64,7 +72,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     {
         let stop = shutdown.clone();
-        let app = router(state);
+        let app = router(state, &store);
         tasks.spawn(async move {
             if let Err(e) = axum::serve(web, app)
                 .with_graceful_shutdown(stop.cancelled_owned())

@@ -1,24 +1,49 @@
-//! The frame around every page: skip link, header with navigation, main landmark, footer.
+//! The frame around every page: skip link, the development sign-in banner, header with
+//! navigation and who is signed in, main landmark, footer.
 
 use leptos::prelude::*;
 use leptos_router::components::A;
+use leptos_router::hooks::use_location;
 
 use crate::VERSION;
+use crate::api::SessionInfo;
+use crate::error::AppError;
+use crate::format::login_url;
+
+/// The session, fetched once per page load and shared through context.
+#[derive(Clone, Copy)]
+pub struct SessionResource(pub Resource<Result<SessionInfo, AppError>>);
 
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {
+    let session = expect_context::<SessionResource>().0;
     view! {
         <a class="skip-link" href="#main">"Skip to content"</a>
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                session.await.ok().filter(|s| s.dev_login).map(|_| view! {
+                    <div class="dev-banner" role="note" data-testid="dev-banner">
+                        <div class="container">
+                            <strong>"Development sign-in is on."</strong>
+                            " Anyone can sign in here as anyone; it only works on this machine's loopback address."
+                        </div>
+                    </div>
+                })
+            })}
+        </Suspense>
         <header class="site-header">
             <div class="container header-row">
                 <a class="brand" href="/">
                     <span class="brand-mark" aria-hidden="true">"⬢"</span>
                     " copr-pools"
                 </a>
-                <nav aria-label="Main">
-                    <ul class="nav-list">
-                        <li><A href="/" exact=true>"Status"</A></li>
-                    </ul>
+                <nav aria-label="Main" class="main-nav">
+                    <Suspense fallback=|| view! { <NavLinks info=None/> }>
+                        {move || Suspend::new(async move {
+                            let info = session.await.ok();
+                            view! { <NavLinks info/> }
+                        })}
+                    </Suspense>
                 </nav>
             </div>
         </header>
@@ -31,5 +56,46 @@ pub fn Layout(children: Children) -> impl IntoView {
                 <span>"Self-service builder pools for Fedora Copr"</span>
             </div>
         </footer>
+    }
+}
+
+#[component]
+fn NavLinks(info: Option<SessionInfo>) -> impl IntoView {
+    let location = use_location();
+    let user = info.as_ref().and_then(|i| i.user.clone());
+    let token = info
+        .as_ref()
+        .map(|i| i.csrf_token.clone())
+        .unwrap_or_default();
+    let signed_in = user.is_some();
+    let admin = user.as_ref().is_some_and(|u| u.admin);
+    view! {
+        <ul class="nav-list">
+            <li><A href="/" exact=true>"Status"</A></li>
+            {signed_in.then(|| view! { <li><A href="/teams">"My teams"</A></li> })}
+            {admin.then(|| view! { <li><A href="/admin">"Admin"</A></li> })}
+        </ul>
+        {match user {
+            Some(u) => view! {
+                <div class="user-menu">
+                    <span class="user-name" data-testid="signed-in-as" title=u.teams.join(", ")>
+                        {u.display_name.clone().unwrap_or_else(|| u.username.clone())}
+                        {(u.display_name.is_some()).then(|| view! { <span class="muted">{format!(" ({})", u.username)}</span> })}
+                    </span>
+                    <form method="post" action="/auth/logout" class="inline-form">
+                        <input type="hidden" name="csrf_token" value=token/>
+                        <button type="submit" class="button button-secondary button-small">"Sign out"</button>
+                    </form>
+                </div>
+            }
+            .into_any(),
+            None => view! {
+                <a class="button button-small" data-testid="sign-in"
+                    href=move || login_url(&location.pathname.get())>
+                    "Sign in"
+                </a>
+            }
+            .into_any(),
+        }}
     }
 }

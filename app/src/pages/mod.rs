@@ -1,4 +1,7 @@
 //! One module per page.
 
+pub mod admin;
+pub mod auth;
 pub mod not_found;
 pub mod status;
+pub mod teams;

@@ -9,7 +9,7 @@ use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, QueryFilter, TransactionTrait,
+    EntityTrait, QueryFilter,
 };
 
 use super::core::{Action, ema, render_name};
@@ -170,7 +170,7 @@ pub async fn persist(
     if !actions.iter().any(writes) {
         return Ok(Vec::new());
     }
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let mut started = Vec::new();
     for action in actions {
         apply(&txn, action, now, &mut started).await?;

@@ -10,6 +10,8 @@ pub struct Model {
     pub username: String,
     pub display_name: Option<String>,
     pub email: Option<String>,
+    #[sea_orm(column_type = "Text")]
+    pub groups: String,
     pub is_admin: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

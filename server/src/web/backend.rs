@@ -1,14 +1,24 @@
 //! The server's implementation of the UI's [`Backend`] port: each method authorizes, calls one
 //! domain function and maps its errors to the shared vocabulary.
 
-use app::api::{Backend, StatusSnapshot};
+use app::api::*;
 use app::error::AppError;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use tower_sessions::Session;
 
 use super::AppState;
+use crate::accounts::{self, CurrentUser};
+use crate::auth::current::{current_user, require, require_admin, require_member};
+use crate::auth::session::csrf_token;
+use crate::engine::store::pool_counts;
+use crate::entities::{audit_events, memberships, pools, teams, users};
 
 pub struct ServerBackend {
     pub state: AppState,
 }
+
+/// How many audit events one admin page shows.
+const AUDIT_PAGE: u64 = 50;
 
 /// Logs a database error and hides it from the user.
 fn internal(context: &'static str) -> impl FnOnce(sea_orm::DbErr) -> AppError {
@@ -18,11 +28,187 @@ fn internal(context: &'static str) -> impl FnOnce(sea_orm::DbErr) -> AppError {
     }
 }
 
+impl ServerBackend {
+    async fn session(&self) -> Result<Session, AppError> {
+        leptos_axum::extract::<Session>().await.map_err(|e| {
+            tracing::error!(error = %e, "no session layer around the server functions");
+            AppError::Internal
+        })
+    }
+
+    async fn user(&self) -> Result<Option<CurrentUser>, AppError> {
+        let session = self.session().await?;
+        current_user(
+            &session,
+            &self.state.db,
+            self.state.config.session_max_age_secs,
+        )
+        .await
+    }
+}
+
 #[async_trait::async_trait]
 impl Backend for ServerBackend {
     async fn status(&self) -> Result<StatusSnapshot, AppError> {
         crate::status::snapshot(&self.state.db)
             .await
             .map_err(internal("status snapshot"))
+    }
+
+    async fn session(&self) -> Result<SessionInfo, AppError> {
+        let session = ServerBackend::session(self).await?;
+        let user = current_user(
+            &session,
+            &self.state.db,
+            self.state.config.session_max_age_secs,
+        )
+        .await?;
+        let token = csrf_token(&session).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot store the form token");
+            AppError::Internal
+        })?;
+        Ok(SessionInfo {
+            user: user.map(|u| UserSummary {
+                username: u.username,
+                display_name: u.display_name,
+                teams: u.teams,
+                admin: u.admin,
+            }),
+            dev_login: self.state.config.dev_login,
+            oidc: self.state.oidc.is_some(),
+            csrf_token: token,
+        })
+    }
+
+    async fn my_teams(&self) -> Result<Vec<TeamSummary>, AppError> {
+        let user = require(self.user().await?)?;
+        let db = &self.state.db;
+        let mut out = Vec::new();
+        for name in &user.teams {
+            let Some(team) = accounts::team(db, name).await.map_err(internal("team"))? else {
+                continue;
+            };
+            let members = memberships::Entity::find()
+                .filter(memberships::Column::TeamId.eq(team.id))
+                .count(db)
+                .await
+                .map_err(internal("members"))?;
+            let owned = pools::Entity::find()
+                .filter(pools::Column::OwnerTeamId.eq(team.id))
+                .count(db)
+                .await
+                .map_err(internal("pools"))?;
+            out.push(TeamSummary {
+                name: team.name,
+                members: members as i64,
+                pools: owned as i64,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn team(&self, name: String) -> Result<TeamView, AppError> {
+        let user = require(self.user().await?)?;
+        require_member(&user, &name)?;
+        let db = &self.state.db;
+        let team = accounts::team(db, &name)
+            .await
+            .map_err(internal("team"))?
+            .ok_or_else(|| AppError::NotFound(format!("team {name}")))?;
+        let members = accounts::team_members(db, &name)
+            .await
+            .map_err(internal("members"))?
+            .unwrap_or_default();
+        let counts = pool_counts(db).await.map_err(internal("pool counts"))?;
+        let owned = pools::Entity::find()
+            .filter(pools::Column::OwnerTeamId.eq(team.id))
+            .order_by_asc(pools::Column::Name)
+            .all(db)
+            .await
+            .map_err(internal("pools"))?;
+        Ok(TeamView {
+            name: team.name,
+            members: members
+                .into_iter()
+                .map(|m| MemberView {
+                    username: m.username,
+                    display_name: m.display_name,
+                    last_sign_in: m.last_login_at.map(|t| t.to_rfc3339()),
+                })
+                .collect(),
+            pools: owned
+                .into_iter()
+                .map(|p| {
+                    let c = counts.get(&p.name).cloned().unwrap_or_default();
+                    PoolBrief {
+                        name: p.name,
+                        state: p.state,
+                        max: i64::from(p.max),
+                        up: c.up,
+                        taken: c.taken,
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    async fn admin_overview(&self, before: Option<i32>) -> Result<AdminOverview, AppError> {
+        let user = require(self.user().await?)?;
+        require_admin(&user)?;
+        let db = &self.state.db;
+        let stats = self.state.engine.stats();
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut q = audit_events::Entity::find().order_by_desc(audit_events::Column::Id);
+        if let Some(b) = before {
+            q = q.filter(audit_events::Column::Id.lt(b));
+        }
+        let events = q
+            .limit(AUDIT_PAGE + 1)
+            .all(db)
+            .await
+            .map_err(internal("audit"))?;
+        let older = (events.len() as u64 > AUDIT_PAGE).then(|| events[AUDIT_PAGE as usize - 1].id);
+        let mut by_state: std::collections::BTreeMap<String, i64> = Default::default();
+        for p in pools::Entity::find()
+            .all(db)
+            .await
+            .map_err(internal("pools"))?
+        {
+            *by_state.entry(p.state).or_default() += 1;
+        }
+        Ok(AdminOverview {
+            engine: EngineView {
+                running_here: stats.leader,
+                passes: stats.passes,
+                conflicts: stats.conflicts,
+                tickets_assigned: stats.assigned,
+                last_pass_secs_ago: (stats.last_pass_at_ms > 0)
+                    .then(|| (now - stats.last_pass_at_ms) as f64 / 1000.0),
+                last_pass_ms: stats.last_pass_micros as f64 / 1000.0,
+                hooks_running: stats.hooks_running,
+            },
+            pools_by_state: by_state.into_iter().collect(),
+            users: users::Entity::find()
+                .count(db)
+                .await
+                .map_err(internal("users"))? as i64,
+            teams: teams::Entity::find()
+                .count(db)
+                .await
+                .map_err(internal("teams"))? as i64,
+            audit: events
+                .into_iter()
+                .take(AUDIT_PAGE as usize)
+                .map(|e| AuditView {
+                    id: e.id,
+                    at: e.created_at.to_rfc3339(),
+                    actor: e.actor,
+                    action: e.action,
+                    object: format!("{} {}", e.object_type, e.object_id),
+                    details: e.details,
+                })
+                .collect(),
+            older,
+        })
     }
 }

@@ -1,10 +1,11 @@
-//! The web side: the Leptos pages and server functions, the operational endpoints, and the
-//! state they share.
+//! The web side: the Leptos pages and server functions, sign-in, the operational endpoints,
+//! and the state they share.
 
 mod backend;
 mod health;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use app::api::Backend;
 use app::{App, shell};
@@ -12,10 +13,14 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
 use leptos::prelude::*;
-use leptos_axum::{LeptosRoutes, generate_route_list};
+use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
 use sea_orm::DatabaseConnection;
 use tower_http::trace::TraceLayer;
 
+use crate::accounts::GroupPolicy;
+use crate::auth::oidc::Provider;
+use crate::auth::session::Store;
+use crate::auth::{csrf, handlers};
 use crate::config::Config;
 use crate::engine::Engine;
 
@@ -26,6 +31,27 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub engine: Engine,
     pub config: Arc<Config>,
+    /// The OpenID provider, when one is configured.
+    pub oidc: Option<Arc<Provider>>,
+}
+
+impl AppState {
+    pub fn new(config: Arc<Config>, db: DatabaseConnection, engine: Engine) -> AppState {
+        AppState {
+            leptos_options: leptos_options(&config),
+            oidc: config.oidc.clone().map(|c| Arc::new(Provider::new(c))),
+            db,
+            engine,
+            config,
+        }
+    }
+
+    pub fn group_policy(&self) -> GroupPolicy {
+        GroupPolicy {
+            admin_groups: self.config.admin_groups.clone(),
+            team_groups: self.config.team_groups.clone(),
+        }
+    }
 }
 
 /// The Leptos options for serving the built site from `site_root`.
@@ -38,16 +64,23 @@ pub fn leptos_options(config: &Config) -> LeptosOptions {
         .build()
 }
 
-/// The whole web router.
-pub fn router(state: AppState) -> Router {
-    let routes = generate_route_list(App);
+/// The app's routes, generated once per process: generating them flips a process-wide
+/// "don't load resources" switch in Leptos, which would stall any page rendering at the same
+/// moment (leptos-rs/leptos#4773). Several routers in one process (the tests) share this.
+static ROUTES: LazyLock<Vec<AxumRouteListing>> = LazyLock::new(|| generate_route_list(App));
+
+/// The whole web router, with sessions in `store`.
+pub fn router(state: AppState, store: &Store) -> Router {
+    let routes = ROUTES.clone();
     let backend: Arc<dyn Backend> = Arc::new(backend::ServerBackend {
         state: state.clone(),
     });
     let context = move || provide_context(backend.clone());
+    let inactivity = Duration::from_secs(state.config.session_inactivity_secs);
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(handlers::routes())
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
@@ -56,6 +89,8 @@ pub fn router(state: AppState) -> Router {
             AppState,
             _,
         >(context, shell))
+        .layer(store.layer(inactivity))
+        .layer(axum::middleware::from_fn(csrf::refuse_cross_site))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -2,6 +2,7 @@
 //! (when it answers, or when COPR_POOLS_REQUIRE_POSTGRES=1) PostgreSQL, each test on a fresh
 //! database or schema. One binary, so the server links once.
 
+mod auth;
 mod crash;
 mod engine;
 mod support;

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use copr_pools::auth::session::Store;
 use copr_pools::config::Config;
 use copr_pools::db::{self, DbSettings};
 use copr_pools::engine::{Engine, EngineSettings};
-use copr_pools::web::{AppState, leptos_options, router};
+use copr_pools::web::{AppState, router};
 use http_body_util::BodyExt;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio::sync::OnceCell;
@@ -187,17 +188,18 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub fn new(t: &TestDb) -> TestApp {
-        let config = Config::default();
+    pub async fn new(t: &TestDb) -> TestApp {
+        Self::with_config(t, Config::default()).await
+    }
+
+    pub async fn with_config(t: &TestDb, config: Config) -> TestApp {
         let engine = Engine::new(t.db.clone(), engine_settings(t.dir.path()));
-        let state = AppState {
-            leptos_options: leptos_options(&config),
-            db: t.db.clone(),
-            engine: engine.clone(),
-            config: Arc::new(config),
-        };
+        let store = Store::new(&t.db, t.settings.schema.as_deref())
+            .await
+            .expect("session store");
+        let state = AppState::new(Arc::new(config), t.db.clone(), engine);
         TestApp {
-            router: router(state),
+            router: router(state, &store),
         }
     }
 
@@ -205,11 +207,10 @@ impl TestApp {
         &self,
         req: http::Request<Body>,
     ) -> (http::StatusCode, http::HeaderMap, String) {
-        let res = self
-            .router
-            .clone()
-            .oneshot(req)
+        let what = format!("{} {}", req.method(), req.uri());
+        let res = tokio::time::timeout(Duration::from_secs(20), self.router.clone().oneshot(req))
             .await
+            .unwrap_or_else(|_| panic!("no answer in 20 s to {what}"))
             .expect("router answers");
         let status = res.status();
         let headers = res.headers().clone();
@@ -222,6 +223,113 @@ impl TestApp {
             .request(http::Request::get(path).body(Body::empty()).unwrap())
             .await;
         (s, b)
+    }
+}
+
+/// A browser talking to the in-process app: keeps its cookies, sends same-origin headers on
+/// POST like a real browser does.
+pub struct Browser<'a> {
+    pub app: &'a TestApp,
+    pub cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl<'a> Browser<'a> {
+    pub fn new(app: &'a TestApp) -> Browser<'a> {
+        Browser {
+            app,
+            cookies: Default::default(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn remember(&mut self, headers: &http::HeaderMap) {
+        for c in headers.get_all(http::header::SET_COOKIE) {
+            let c = c.to_str().unwrap();
+            let pair = c.split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            if c.to_ascii_lowercase().contains("max-age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> (http::StatusCode, http::HeaderMap, String) {
+        let req = http::Request::get(path)
+            .header("cookie", self.cookie_header())
+            .header("accept", "text/html,application/xhtml+xml")
+            .body(Body::empty())
+            .unwrap();
+        let (s, h, b) = self.app.request(req).await;
+        self.remember(&h);
+        (s, h, b)
+    }
+
+    /// A form POST from this site (`Sec-Fetch-Site: same-origin`).
+    pub async fn post_form(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (http::StatusCode, http::HeaderMap, String) {
+        self.post_form_from(path, form, "same-origin").await
+    }
+
+    pub async fn post_form_from(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        site: &str,
+    ) -> (http::StatusCode, http::HeaderMap, String) {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let req = http::Request::post(path)
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", site)
+            .body(Body::from(body))
+            .unwrap();
+        let (s, h, b) = self.app.request(req).await;
+        self.remember(&h);
+        (s, h, b)
+    }
+
+    /// The session's form token, as the pages carry it.
+    pub async fn csrf_token(&mut self) -> String {
+        let (_, _, html) = self.get("/auth/dev").await;
+        let marker = r#"name="csrf_token" value=""#;
+        let start = html.find(marker).expect("a form token on the page") + marker.len();
+        html[start..start + html[start..].find('"').unwrap()].to_string()
+    }
+
+    /// Signs in through the development sign-in form.
+    pub async fn dev_sign_in(&mut self, username: &str, groups: &[&str]) {
+        let token = self.csrf_token().await;
+        let groups = groups.join(",");
+        let (status, headers, body) = self
+            .post_form(
+                "/auth/dev/sign-in",
+                &[
+                    ("csrf_token", &token),
+                    ("username", username),
+                    ("groups", &groups),
+                ],
+            )
+            .await;
+        assert_eq!(status, 303, "{body}");
+        assert_eq!(
+            headers.get("location").unwrap(),
+            "/",
+            "signed in, back home"
+        );
     }
 }
 

@@ -12,7 +12,7 @@ use crate::support::{Kind, TestApp, TestDb, each_db};
 #[tokio::test]
 async fn healthz_and_readyz_answer_json() {
     each_db(|t| async move {
-        let app = TestApp::new(&t);
+        let app = TestApp::new(&t).await;
         let (status, body) = app.get("/healthz").await;
         assert_eq!(status, 200);
         let v: Value = serde_json::from_str(&body).unwrap();
@@ -31,7 +31,7 @@ async fn healthz_and_readyz_answer_json() {
 #[tokio::test]
 async fn readyz_is_unavailable_until_migrations_ran() {
     let t = TestDb::unmigrated(Kind::Sqlite).await;
-    let app = TestApp::new(&t);
+    let app = TestApp::new(&t).await;
     let (status, body) = app.get("/readyz").await;
     assert_eq!(status, 503, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -46,7 +46,7 @@ async fn readyz_is_unavailable_until_migrations_ran() {
 #[tokio::test]
 async fn the_status_page_explains_pools_when_there_are_none() {
     each_db(|t| async move {
-        let app = TestApp::new(&t);
+        let app = TestApp::new(&t).await;
         let (status, html) = app.get("/").await;
         assert_eq!(status, 200);
         assert!(
@@ -89,7 +89,7 @@ async fn the_status_page_lists_pools_counts_and_the_queue() {
             .await
             .unwrap();
 
-        let app = TestApp::new(&t);
+        let app = TestApp::new(&t).await;
         let (status, html) = app.get("/").await;
         assert_eq!(status, 200);
         assert!(html.contains("aws_x86_64_spot"), "{html}");
@@ -110,7 +110,7 @@ async fn the_status_page_lists_pools_counts_and_the_queue() {
 #[tokio::test]
 async fn unknown_pages_are_404_with_a_way_back() {
     each_db(|t| async move {
-        let app = TestApp::new(&t);
+        let app = TestApp::new(&t).await;
         let (status, html) = app.get("/no/such/page").await;
         assert_eq!(status, 404);
         assert!(html.contains("Page not found"));
@@ -122,7 +122,7 @@ async fn unknown_pages_are_404_with_a_way_back() {
 #[tokio::test]
 async fn the_status_server_function_answers_json() {
     each_db(|t| async move {
-        let app = TestApp::new(&t);
+        let app = TestApp::new(&t).await;
         let req = http::Request::post("/api/ui/status")
             .header("content-type", "application/x-www-form-urlencoded")
             .body(Body::empty())

@@ -1,0 +1,117 @@
+//! The admin overview: the allocation engine's state and the audit log.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+use crate::api::{AdminOverview, get_admin_overview};
+use crate::components::notice::ErrorNotice;
+use crate::format::human_duration;
+
+#[component]
+pub fn AdminPage() -> impl IntoView {
+    let query = use_query_map();
+    let before = move || {
+        query
+            .read()
+            .get("before")
+            .and_then(|b| b.parse::<i32>().ok())
+    };
+    let overview = Resource::new(before, get_admin_overview);
+    view! {
+        <Title text="Admin"/>
+        <div class="page-head">
+            <div>
+                <h1>"Admin"</h1>
+                <p class="lede">"The allocation engine and everything that changed, for Copr admins."</p>
+            </div>
+        </div>
+        <Suspense fallback=|| view! { <p class="muted" role="status">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match overview.await {
+                    Ok(o) => view! { <Overview o/> }.into_any(),
+                    Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Overview(o: AdminOverview) -> impl IntoView {
+    let e = o.engine;
+    let facts = vec![
+        (
+            "Engine",
+            if e.running_here {
+                "running on this replica".to_string()
+            } else {
+                "on standby (another replica runs it)".to_string()
+            },
+        ),
+        (
+            "Last pass",
+            e.last_pass_secs_ago.map_or("none yet".to_string(), |s| {
+                format!("{} ago, took {:.1} ms", human_duration(s), e.last_pass_ms)
+            }),
+        ),
+        ("Passes", e.passes.to_string()),
+        ("Tickets assigned", e.tickets_assigned.to_string()),
+        (
+            "Passes rerun after a concurrent change",
+            e.conflicts.to_string(),
+        ),
+        ("Hooks running", e.hooks_running.to_string()),
+        ("Users", o.users.to_string()),
+        ("Teams", o.teams.to_string()),
+        (
+            "Pools",
+            if o.pools_by_state.is_empty() {
+                "none".to_string()
+            } else {
+                o.pools_by_state
+                    .iter()
+                    .map(|(s, n)| format!("{n} {s}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ),
+    ];
+    view! {
+        <section class="section" aria-labelledby="engine-title">
+            <h2 id="engine-title">"Engine"</h2>
+            <dl class="facts panel" data-testid="engine-facts">
+                {facts.into_iter().map(|(k, v)| view! { <div><dt>{k}</dt><dd>{v}</dd></div> }).collect_view()}
+            </dl>
+        </section>
+        <section class="section" aria-labelledby="audit-title">
+            <h2 id="audit-title">"Audit log"</h2>
+            {if o.audit.is_empty() {
+                view! { <p class="muted">"Nothing recorded yet."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap" role="region" aria-labelledby="audit-title" tabindex="0">
+                        <table class="data-table stack-on-phone" data-testid="audit-table">
+                            <thead><tr>
+                                <th scope="col">"When (UTC)"</th><th scope="col">"Who"</th><th scope="col">"What"</th>
+                                <th scope="col">"Object"</th><th scope="col">"Details"</th>
+                            </tr></thead>
+                            <tbody>
+                                {o.audit.into_iter().map(|a| view! {
+                                    <tr>
+                                        <td data-label="When" class="nowrap">{a.at.replace('T', " ").chars().take(19).collect::<String>()}</td>
+                                        <td data-label="Who">{a.actor}</td>
+                                        <td data-label="What"><code>{a.action}</code></td>
+                                        <td data-label="Object">{a.object}</td>
+                                        <td data-label="Details" class="details">{a.details}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                }.into_any()
+            }}
+            {o.older.map(|id| view! { <p><a class="button button-secondary" href=format!("/admin?before={id}")>"Older entries"</a></p> })}
+        </section>
+    }
+}
