@@ -45,12 +45,16 @@ pub fn cloud_events(cloud: &Path) -> BTreeMap<String, (u32, u32, u32)> {
         let Some((kind, name)) = line.split_once(' ') else {
             continue;
         };
+        // `delete-missing` (a delete of a machine that is gone, or that a killed cmd_new
+        // never created) is what idempotent deletes are for; it is not counted.
+        if !matches!(kind, "create" | "fail" | "delete") {
+            continue;
+        }
         let e = events.entry(name.to_string()).or_default();
         match kind {
             "create" => e.0 += 1,
             "fail" => e.1 += 1,
-            "delete" => e.2 += 1,
-            _ => {}
+            _ => e.2 += 1,
         }
     }
     events
