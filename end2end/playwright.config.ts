@@ -4,6 +4,12 @@ import { defineConfig } from '@playwright/test';
 
 export const APP_PORT = 3310;
 export const APP_XMLRPC_PORT = 49310;
+/** The app signing in with the test provider, reached as localhost while the provider is
+ * 127.0.0.1: two sites, so a wrong SameSite setting would lose the session. */
+export const OIDC_APP_PORT = 3320;
+export const OIDC_APP = `http://localhost:${OIDC_APP_PORT}`;
+export const IDP_PORT = 3390;
+export const IDP = `http://127.0.0.1:${IDP_PORT}`;
 export const BIN = process.env.COPR_POOLS_BIN ?? '../target/debug/copr-pools';
 export const STATE = '.state';
 
@@ -36,6 +42,41 @@ export default defineConfig({
     trace: 'off',
   },
   webServer: [
+    {
+      command: 'node idp/idp.mjs',
+      url: `${IDP}/.well-known/openid-configuration`,
+      env: {
+        IDP_PORT: String(IDP_PORT),
+        CLIENT_ID: 'copr-pools-e2e',
+        CLIENT_SECRET: 'e2e-secret',
+        REDIRECT_URIS: `${OIDC_APP}/auth/callback`,
+      },
+      reuseExistingServer: false,
+      timeout: 30_000,
+      stdout: 'ignore',
+      stderr: 'ignore',
+    },
+    {
+      command: `rm -rf ${STATE}/oidc && mkdir -p ${STATE}/oidc && exec ${BIN} serve`,
+      url: `http://127.0.0.1:${OIDC_APP_PORT}/readyz`,
+      env: {
+        COPR_POOLS_DATABASE_URL: `sqlite://${STATE}/oidc/db.sqlite?mode=rwc`,
+        COPR_POOLS_LISTEN: `127.0.0.1:${OIDC_APP_PORT}`,
+        COPR_POOLS_XMLRPC_LISTEN: '127.0.0.1:49320',
+        COPR_POOLS_LOG_DIR: `${STATE}/oidc/logs`,
+        COPR_POOLS_SITE_ROOT: '../target/site',
+        COPR_POOLS_LOG: 'warn',
+        COPR_POOLS_OIDC_ISSUER: IDP,
+        COPR_POOLS_OIDC_CLIENT_ID: 'copr-pools-e2e',
+        COPR_POOLS_OIDC_CLIENT_SECRET_FILE: 'idp/e2e-client-secret',
+        COPR_POOLS_OIDC_REDIRECT_URL: `${OIDC_APP}/auth/callback`,
+        COPR_POOLS_ADMIN_GROUPS: 'app-admins',
+      },
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: 'ignore',
+      stderr: 'pipe',
+    },
     {
       command: `rm -rf ${STATE}/app && mkdir -p ${STATE}/app && exec ${BIN} serve`,
       url: `http://127.0.0.1:${APP_PORT}/readyz`,

@@ -5,6 +5,7 @@
 mod auth;
 mod crash;
 mod engine;
+mod oidc;
 mod support;
 mod web;
 mod xmlrpc;
