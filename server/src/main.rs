@@ -10,7 +10,7 @@ use copr_pools::config::{CONFIG_PATH_ENV, Config};
 
 /// Self-service builder pools for Fedora Copr, with a resalloc-compatible allocation engine.
 #[derive(Parser, Debug)]
-#[command(name = "copr-pools", version, about, long_about = None)]
+#[command(name = "copr-pools", version)]
 struct Args {
     /// Configuration file (TOML). Every key can also be set as COPR_POOLS_<KEY>.
     #[arg(long, global = true, env = CONFIG_PATH_ENV, value_name = "FILE")]
