@@ -82,6 +82,9 @@ fn NavLinks(info: Option<SessionInfo>) -> impl IntoView {
                         {u.display_name.clone().unwrap_or_else(|| u.username.clone())}
                         {(u.display_name.is_some()).then(|| view! { <span class="muted">{format!(" ({})", u.username)}</span> })}
                     </span>
+                    {(!u.teams.is_empty()).then(|| view! {
+                        <span class="user-teams muted" data-testid="nav-teams">{teams_label(&u.teams)}</span>
+                    })}
                     <form method="post" action="/auth/logout" class="inline-form">
                         <input type="hidden" name="csrf_token" value=token/>
                         <button type="submit" class="button button-secondary button-small">"Sign out"</button>
@@ -98,4 +101,19 @@ fn NavLinks(info: Option<SessionInfo>) -> impl IntoView {
             .into_any(),
         }}
     }
+}
+
+/// "team-a, team-b, team-c +2": the user's teams, short enough for the header.
+fn teams_label(teams: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut label = teams
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if teams.len() > SHOWN {
+        label.push_str(&format!(" +{}", teams.len() - SHOWN));
+    }
+    label
 }

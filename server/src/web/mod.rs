@@ -3,6 +3,7 @@
 
 mod backend;
 mod health;
+mod stats;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -80,6 +81,7 @@ pub fn router(state: AppState, store: &Store) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/api/stats", get(stats::stats))
         .merge(handlers::routes())
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = state.leptos_options.clone();

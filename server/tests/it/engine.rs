@@ -184,6 +184,14 @@ async fn pool_changes_apply_on_the_next_pass() {
             async move { (resources::list(&t.db, true).await.unwrap().len() == 3).then_some(()) }
         })
         .await;
+        // Start statistics in resalloc-webui's /api/stats shape.
+        let app = crate::support::TestApp::new(&t).await;
+        let (status, body) = app.get("/api/stats").await;
+        assert_eq!(status, 200);
+        let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(stats["grow"]["startup_success_rate"], 1.0, "{body}");
+        assert!(stats["grow"]["startup_time_avg"].as_f64().unwrap() > 0.0);
+        assert!(stats["grow"]["last_successful_start"].as_f64().unwrap() > 1.7e9);
         drop(rpc);
     })
     .await;

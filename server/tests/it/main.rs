@@ -1,11 +1,12 @@
 //! Integration tests: the real router, XML-RPC API and engine, in-process, against SQLite and
-//! (when it answers, or when COPR_POOLS_REQUIRE_POSTGRES=1) PostgreSQL, each test on a fresh
+//! (when it answers, or when COPR_TEST_REQUIRE_POSTGRES=1) PostgreSQL, each test on a fresh
 //! database or schema. One binary, so the server links once.
 
 mod auth;
 mod crash;
 mod engine;
 mod oidc;
+mod process;
 mod support;
 mod web;
 mod xmlrpc;

@@ -25,16 +25,16 @@ pub enum Kind {
 }
 
 pub fn pg_url() -> String {
-    std::env::var("COPR_POOLS_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_PG_URL.to_string())
+    std::env::var("COPR_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_string())
 }
 
 static PG: OnceCell<bool> = OnceCell::const_new();
 
 /// Whether the PostgreSQL tests run: when the server answers, and always (failing loudly) when
-/// COPR_POOLS_REQUIRE_POSTGRES=1.
+/// COPR_TEST_REQUIRE_POSTGRES=1.
 pub async fn postgres_available() -> bool {
     *PG.get_or_init(|| async {
-        let required = std::env::var("COPR_POOLS_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+        let required = std::env::var("COPR_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
         let ok = tokio::time::timeout(
             Duration::from_secs(3),
             db::connect(&DbSettings {
@@ -47,7 +47,7 @@ pub async fn postgres_available() -> bool {
         .is_ok_and(|r| r.is_ok());
         if !ok && required {
             panic!(
-                "COPR_POOLS_REQUIRE_POSTGRES=1 but PostgreSQL at {} does not answer",
+                "COPR_TEST_REQUIRE_POSTGRES=1 but PostgreSQL at {} does not answer",
                 pg_url()
             );
         }
