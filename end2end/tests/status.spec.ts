@@ -23,7 +23,7 @@ test.describe('without JavaScript', () => {
   test('the status page is complete from the server alone', async ({ page }) => {
     const response = await page.goto('/');
     expect(response?.status()).toBe(200);
-    await expect(page).toHaveTitle('Pool status · copr-pools');
+    await expect(page).toHaveTitle('Builder pools · copr-pools');
     await expect(page.getByRole('heading', { level: 1, name: 'Builder pools' })).toBeVisible();
     await expect(page.getByRole('navigation', { name: 'Main' })).toBeVisible();
     await expect(page.getByRole('main')).toBeVisible();

@@ -66,26 +66,19 @@ pub fn synthetic_world() -> World {
     for (name, tags) in pools {
         for j in 0..40u32 {
             id += 1;
-            world.resources.insert(
-                id,
-                Resource {
-                    id,
-                    pool: name.clone(),
-                    name: format!("{name}_{id:08}"),
-                    state: RState::Up,
-                    tags: tags.clone(),
-                    ticket: None,
-                    sandbox: (j % 4 == 0).then(|| format!("owner/p{j}--u")),
-                    sandboxed_since: Some(0),
-                    released_at: (j % 4 == 0).then_some(0),
-                    releases: u32::from(j % 4 == 0),
-                    check_failed: 0,
-                    check_last: Some(0),
-                    up_at: Some(0),
-                    id_in_pool: j,
-                    counters: Vec::new(),
-                },
-            );
+            let mut r = Resource::starting(id, &name, format!("{name}_{id:08}"), j, Vec::new());
+            r.state = RState::Up;
+            r.tags = tags.clone();
+            r.up_at = Some(0);
+            r.check_last = Some(0);
+            if j % 4 == 0 {
+                // A quarter were used before and wait for their sandbox's next build.
+                r.sandbox = Some(format!("owner/p{j}--u"));
+                r.sandboxed_since = Some(0);
+                r.released_at = Some(0);
+                r.releases = 1;
+            }
+            world.resources.insert(id, r);
         }
     }
     for t in 1..=10_000i64 {

@@ -2,6 +2,7 @@
 //! navigation and who is signed in, main landmark, footer.
 
 use leptos::prelude::*;
+use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::use_location;
 
@@ -56,6 +57,25 @@ pub fn Layout(children: Children) -> impl IntoView {
                 <span>"Self-service builder pools for Fedora Copr"</span>
             </div>
         </footer>
+    }
+}
+
+/// A page's title (also the document title), its one-line purpose, and optional controls.
+#[component]
+pub fn PageHead(
+    title: &'static str,
+    lede: &'static str,
+    #[prop(optional)] children: Option<Children>,
+) -> impl IntoView {
+    view! {
+        <Title text=title/>
+        <div class="page-head">
+            <div>
+                <h1>{title}</h1>
+                <p class="lede">{lede}</p>
+            </div>
+            {children.map(|c| c())}
+        </div>
     }
 }
 

@@ -1,10 +1,10 @@
 //! The admin overview: the allocation engine's state and the audit log.
 
 use leptos::prelude::*;
-use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::{AdminOverview, get_admin_overview};
+use crate::components::layout::PageHead;
 use crate::components::notice::ErrorNotice;
 use crate::format::human_duration;
 
@@ -19,13 +19,7 @@ pub fn AdminPage() -> impl IntoView {
     };
     let overview = Resource::new(before, get_admin_overview);
     view! {
-        <Title text="Admin"/>
-        <div class="page-head">
-            <div>
-                <h1>"Admin"</h1>
-                <p class="lede">"The allocation engine and everything that changed, for Copr admins."</p>
-            </div>
-        </div>
+        <PageHead title="Admin" lede="The allocation engine and everything that changed, for Copr admins."/>
         <Suspense fallback=|| view! { <p class="muted" role="status">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match overview.await {

@@ -3,9 +3,9 @@
 //! hydrated it refreshes itself every few seconds.
 
 use leptos::prelude::*;
-use leptos_meta::Title;
 
 use crate::api::{PoolStatus, QueueGroup, StatusSnapshot, get_status};
+use crate::components::layout::PageHead;
 use crate::format::{human_duration, percent};
 
 /// How often the hydrated page fetches fresh numbers.
@@ -35,16 +35,9 @@ pub fn StatusPage() -> impl IntoView {
     });
 
     view! {
-        <Title text="Pool status"/>
-        <div class="page-head">
-            <div>
-                <h1>"Builder pools"</h1>
-                <p class="lede">
-                    "The machines Copr builds on, pool by pool, and the builds waiting for one."
-                </p>
-            </div>
+        <PageHead title="Builder pools" lede="The machines Copr builds on, pool by pool, and the builds waiting for one.">
             <LiveToggle live hydrated/>
-        </div>
+        </PageHead>
         <Transition fallback=|| view! { <p class="muted" role="status">"Loading the pool status…"</p> }>
             {move || Suspend::new(async move {
                 match status.await {

@@ -6,19 +6,14 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::{TeamSummary, TeamView, get_my_teams, get_team};
+use crate::components::layout::PageHead;
 use crate::components::notice::ErrorNotice;
 
 #[component]
 pub fn TeamsPage() -> impl IntoView {
     let teams = Resource::new(|| (), |_| get_my_teams());
     view! {
-        <Title text="My teams"/>
-        <div class="page-head">
-            <div>
-                <h1>"My teams"</h1>
-                <p class="lede">"Your Fedora Accounts groups that copr-pools treats as teams, as of your last sign-in."</p>
-            </div>
-        </div>
+        <PageHead title="My teams" lede="Your Fedora Accounts groups that copr-pools treats as teams, as of your last sign-in."/>
         <Suspense fallback=|| view! { <p class="muted" role="status">"Loading your teams…"</p> }>
             {move || Suspend::new(async move {
                 match teams.await {

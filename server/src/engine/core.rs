@@ -295,12 +295,7 @@ impl Pass<'_> {
             return;
         };
         let min_age = secs(config.unknown_min_age);
-        let known: BTreeSet<&str> = self
-            .world
-            .resources
-            .values()
-            .map(|r| r.name.as_str())
-            .collect();
+        let known = self.world.known_names();
         let listed: BTreeSet<String> = names
             .into_iter()
             .filter(|n| !n.is_empty() && !known.contains(n.as_str()))

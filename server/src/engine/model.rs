@@ -317,6 +317,33 @@ pub struct Resource {
 }
 
 impl Resource {
+    /// A machine just inserted by a start, before `cmd_new` has run.
+    pub fn starting(
+        id: i64,
+        pool: &str,
+        name: String,
+        id_in_pool: u32,
+        counters: Vec<(String, u32)>,
+    ) -> Resource {
+        Resource {
+            id,
+            pool: pool.to_string(),
+            name,
+            state: RState::Starting,
+            tags: Vec::new(),
+            ticket: None,
+            sandbox: None,
+            sandboxed_since: None,
+            released_at: None,
+            releases: 0,
+            check_failed: 0,
+            check_last: None,
+            up_at: None,
+            id_in_pool,
+            counters,
+        }
+    }
+
     /// UP, without a ticket, and healthy: may be given to a ticket.
     pub fn is_ready(&self) -> bool {
         self.state == RState::Up && self.ticket.is_none() && self.check_failed == 0
@@ -396,6 +423,13 @@ pub struct World {
     pub unknown: BTreeMap<(String, String), Ms>,
     /// Hook results not yet applied.
     pub outcomes: Vec<HookOutcome>,
+}
+
+impl World {
+    /// The names of every machine the engine tracks (any pool).
+    pub fn known_names(&self) -> std::collections::BTreeSet<&str> {
+        self.resources.values().map(|r| r.name.as_str()).collect()
+    }
 }
 
 impl HookOutcome {

@@ -188,23 +188,7 @@ impl Sim {
                 let timeout = Ms::from(config.timeouts.new) * 1000;
                 self.world.resources.insert(
                     id,
-                    Resource {
-                        id,
-                        pool: pool.clone(),
-                        name: name.clone(),
-                        state: RState::Starting,
-                        tags: Vec::new(),
-                        ticket: None,
-                        sandbox: None,
-                        sandboxed_since: None,
-                        released_at: None,
-                        releases: 0,
-                        check_failed: 0,
-                        check_last: None,
-                        up_at: None,
-                        id_in_pool: *id_in_pool,
-                        counters: counters.clone(),
-                    },
+                    Resource::starting(id, pool, name.clone(), *id_in_pool, counters.clone()),
                 );
                 self.world.busy.insert(id, HookKind::New);
                 let fate = (self.fate)(HookKind::New, id);
@@ -417,12 +401,7 @@ impl Sim {
 
     /// Machines in the cloud that the engine no longer tracks.
     pub fn leaked(&self) -> Vec<String> {
-        let known: BTreeSet<&str> = self
-            .world
-            .resources
-            .values()
-            .map(|r| r.name.as_str())
-            .collect();
+        let known = self.world.known_names();
         self.cloud
             .iter()
             .filter(|n| !known.contains(n.as_str()))

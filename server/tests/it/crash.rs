@@ -10,15 +10,7 @@ use dxr::Value;
 use sea_orm::EntityTrait;
 
 use crate::engine::assert_no_leak_no_double_delete;
-use crate::support::{TestDb, each_db, eventually, repo_root};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{TestDb, each_db, eventually, free_port, repo_root};
 
 struct Server {
     child: Child,
@@ -113,12 +105,7 @@ async fn kill_9_under_load_loses_nothing_and_leaks_nothing() {
                     .spawn()
                     .unwrap(),
             };
-            let c = client.clone();
-            eventually("the server to answer", Duration::from_secs(30), || {
-                let c = c.clone();
-                async move { c.call("system.listMethods", vec![]).await.ok().map(|_| ()) }
-            })
-            .await;
+            answering(&client).await;
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
@@ -167,12 +154,7 @@ async fn kill_9_under_load_loses_nothing_and_leaks_nothing() {
                 .spawn()
                 .unwrap(),
         };
-        let c = client.clone();
-        eventually("the server to answer", Duration::from_secs(30), || {
-            let c = c.clone();
-            async move { c.call("system.listMethods", vec![]).await.ok().map(|_| ()) }
-        })
-        .await;
+        answering(&client).await;
         let all = tickets::Entity::find().all(&t.db).await.unwrap();
         for id in &taken {
             assert!(
@@ -211,6 +193,15 @@ async fn kill_9_under_load_loses_nothing_and_leaks_nothing() {
             "the load did run: {} tickets",
             taken.len()
         );
+    })
+    .await;
+}
+
+/// Waits until the restarted server answers XML-RPC.
+async fn answering(client: &RpcClient) {
+    eventually("the server to answer", Duration::from_secs(30), || {
+        let c = client.clone();
+        async move { c.call("system.listMethods", vec![]).await.ok().map(|_| ()) }
     })
     .await;
 }

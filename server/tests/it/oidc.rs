@@ -15,7 +15,7 @@ use copr_pools::web::{AppState, router};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Kind, TestDb, engine_settings, eventually, repo_root};
+use crate::support::{Kind, TestDb, engine_settings, eventually, free_port, repo_root};
 
 struct Idp {
     child: Child,
@@ -27,14 +27,6 @@ impl Drop for Idp {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn start_idp(redirect: &str) -> Idp {

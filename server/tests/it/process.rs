@@ -4,20 +4,12 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::eventually;
+use crate::support::{eventually, free_port};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_copr-pools"));
     c.env_remove("COPR_POOLS_CONFIG");
     c
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

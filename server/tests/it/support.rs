@@ -88,18 +88,7 @@ impl TestDb {
             },
             Kind::Postgres => {
                 let schema = format!("it_{}", uuid::Uuid::new_v4().simple());
-                let admin = db::connect(&DbSettings {
-                    url: pg_url(),
-                    max_connections: 1,
-                    schema: None,
-                })
-                .await
-                .unwrap();
-                admin
-                    .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
-                    .await
-                    .unwrap();
-                admin.close().await.ok();
+                pg_admin(&format!("CREATE SCHEMA {schema}")).await;
                 DbSettings {
                     url: pg_url(),
                     max_connections: 4,
@@ -119,18 +108,7 @@ impl TestDb {
     pub async fn cleanup(self) {
         self.db.close().await.ok();
         if let Some(schema) = &self.settings.schema {
-            let admin = db::connect(&DbSettings {
-                url: pg_url(),
-                max_connections: 1,
-                schema: None,
-            })
-            .await
-            .unwrap();
-            admin
-                .execute_unprepared(&format!("DROP SCHEMA {schema} CASCADE"))
-                .await
-                .ok();
-            admin.close().await.ok();
+            pg_admin(&format!("DROP SCHEMA {schema} CASCADE")).await;
         }
     }
 
@@ -154,6 +132,31 @@ impl TestDb {
         }
         env
     }
+}
+
+/// Runs one statement on the PostgreSQL test database, outside any test schema.
+async fn pg_admin(sql: &str) {
+    let admin = db::connect(&DbSettings {
+        url: pg_url(),
+        max_connections: 1,
+        schema: None,
+    })
+    .await
+    .unwrap();
+    admin
+        .execute_unprepared(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    admin.close().await.ok();
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Runs the test body once per available database, each time on a fresh one. A failing body

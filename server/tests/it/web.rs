@@ -50,7 +50,7 @@ async fn the_status_page_explains_pools_when_there_are_none() {
         let (status, html) = app.get("/").await;
         assert_eq!(status, 200);
         assert!(
-            html.contains("<title>Pool status · copr-pools</title>"),
+            html.contains("<title>Builder pools · copr-pools</title>"),
             "{html}"
         );
         assert!(html.contains(r#"<nav aria-label="Main""#));
