@@ -5,6 +5,8 @@
 //! `hydrate`). It must never depend on the server crate, the database or anything secret: the
 //! server hands it a [`api::Backend`] through Leptos context, and server functions call that.
 
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod components;
 pub mod error;

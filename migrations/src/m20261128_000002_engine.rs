@@ -87,14 +87,11 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // The engine reads the open tickets on every pass; the table keeps every ticket ever
+        // taken (millions, in Copr's case), so only the open ones are indexed for it.
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_tickets_state")
-                    .table(Tickets::Table)
-                    .col(Tickets::State)
-                    .to_owned(),
-            )
+            .get_connection()
+            .execute_unprepared("CREATE INDEX ix_tickets_open ON tickets (id) WHERE state = 'OPEN'")
             .await?;
 
         manager
@@ -158,6 +155,12 @@ impl MigrationTrait for Migration {
                     .table(Resources::Table)
                     .col(Resources::Pool)
                     .to_owned(),
+            )
+            .await?;
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE INDEX ix_resources_live ON resources (id) WHERE state <> 'ENDED'",
             )
             .await?;
         // An id within the pool is unique among the machines that still exist. Partial indexes

@@ -18,6 +18,7 @@ use crate::engine::model::*;
 use crate::engine::{Engine, EngineSettings, core};
 
 pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<()> {
+    crate::telemetry::init(config);
     let modes: Vec<&str> = match args.mode.as_str() {
         "all" => vec!["core", "cycles", "backlog"],
         m @ ("core" | "cycles" | "backlog") => vec![m],
@@ -107,11 +108,7 @@ fn bench_core() {
         let start = Instant::now();
         let out = core::pass(&mut w, 1_000_000, &mut |t| format!("r{t}"));
         times.push(start.elapsed());
-        assigned = out
-            .actions
-            .iter()
-            .filter(|a| matches!(a, core::Action::Assign { .. }))
-            .count();
+        assigned = out.assigned_tickets().count();
     }
     times.sort();
     println!(
@@ -133,6 +130,29 @@ struct Rig {
     stop: CancellationToken,
     _dir: tempfile::TempDir,
     label: String,
+    /// The PostgreSQL schema to drop afterwards.
+    schema: Option<(String, String)>,
+}
+
+impl Rig {
+    async fn finish(self) {
+        self.stop.cancel();
+        if let Some((url, schema)) = &self.schema {
+            if let Ok(admin) = db::connect(&db::DbSettings {
+                url: url.clone(),
+                max_connections: 1,
+                schema: None,
+            })
+            .await
+            {
+                let _ = sea_orm::ConnectionTrait::execute_unprepared(
+                    &admin,
+                    &format!("DROP SCHEMA {schema} CASCADE"),
+                )
+                .await;
+            }
+        }
+    }
 }
 
 async fn rig(config: &Config, args: &BenchArgs, pool: PoolConfig) -> anyhow::Result<Rig> {
@@ -208,12 +228,14 @@ async fn rig(config: &Config, args: &BenchArgs, pool: PoolConfig) -> anyhow::Res
                 .await
         });
     }
+    let schema = settings.schema.clone().map(|s| (settings.url.clone(), s));
     Ok(Rig {
         engine,
         url,
         stop,
         _dir: dir,
         label,
+        schema,
     })
 }
 
@@ -350,7 +372,7 @@ async fn bench_cycles(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
         ms(pct(0.95)),
         rig.engine.stats().passes,
     );
-    rig.stop.cancel();
+    rig.finish().await;
     Ok(())
 }
 
@@ -393,6 +415,6 @@ async fn bench_backlog(config: &Config, args: &BenchArgs) -> anyhow::Result<()> 
         machines,
         ms(start.elapsed()),
     );
-    rig.stop.cancel();
+    rig.finish().await;
     Ok(())
 }

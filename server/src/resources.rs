@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::audit::{self, Actor};
 use crate::engine::hooks::log_path;
 use crate::engine::model::{DeleteReason, HookKind, RState, TState, Tag};
+use crate::engine::store::live_resources;
 use crate::entities::{resources, tickets};
 
 /// A machine as maintainers see it.
@@ -75,8 +76,7 @@ impl ResourceInfo {
 
 /// Machines that are not ENDED (only UP ones with `up_only`), oldest first.
 pub async fn list(db: &impl ConnectionTrait, up_only: bool) -> Result<Vec<ResourceInfo>, DbErr> {
-    let mut q =
-        resources::Entity::find().filter(resources::Column::State.ne(RState::Ended.as_str()));
+    let mut q = resources::Entity::find().filter(live_resources());
     if up_only {
         q = q.filter(resources::Column::State.eq(RState::Up.as_str()));
     }
@@ -137,8 +137,7 @@ pub async fn request_delete(
         RState::Releasing.as_str(),
     ];
     let txn = crate::db::begin_write(db).await?;
-    let mut q =
-        resources::Entity::find().filter(resources::Column::State.ne(RState::Ended.as_str()));
+    let mut q = resources::Entity::find().filter(live_resources());
     match selection {
         Selection::Ids(ids) => q = q.filter(resources::Column::Id.is_in(ids.clone())),
         Selection::All => {}

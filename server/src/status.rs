@@ -6,8 +6,8 @@ use app::api::{PoolStatus, QueueGroup, StatusSnapshot};
 use chrono::Utc;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
 
-use crate::engine::model::{PoolState, TState, Tag, score};
-use crate::engine::store::pool_counts;
+use crate::engine::model::{PoolState, Tag, score};
+use crate::engine::store::{open_tickets, pool_counts};
 use crate::entities::{pools, tickets};
 
 /// Takes a snapshot of every pool that is not retired, and of the waiting tickets.
@@ -51,7 +51,7 @@ pub async fn snapshot(db: &impl ConnectionTrait) -> Result<StatusSnapshot, DbErr
     }
 
     let waiting = tickets::Entity::find()
-        .filter(tickets::Column::State.eq(TState::Open.as_str()))
+        .filter(open_tickets())
         .filter(tickets::Column::ResourceId.is_null())
         .all(db)
         .await?;

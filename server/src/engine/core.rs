@@ -79,6 +79,16 @@ pub struct PassOutput {
     pub next_due: Option<Ms>,
 }
 
+impl PassOutput {
+    /// The tickets this pass gave a machine.
+    pub fn assigned_tickets(&self) -> impl Iterator<Item = i64> + '_ {
+        self.actions.iter().filter_map(|a| match a {
+            Action::Assign { ticket, .. } => Some(*ticket),
+            _ => None,
+        })
+    }
+}
+
 /// Runs one pass. `new_sandbox` names the sandbox of a ticket that came without one, so that
 /// its machine is never reused by anyone else.
 pub fn pass(world: &mut World, now: Ms, new_sandbox: &mut dyn FnMut(i64) -> String) -> PassOutput {

@@ -604,14 +604,7 @@ fn a_pass_over_a_large_backlog_assigns_every_ready_machine() {
     // tickets: the benchmark's world.
     let mut world = crate::bench::synthetic_world();
     let out = super::core::pass(&mut world, 1_000_000, &mut |t| format!("r{t}"));
-    let assigned: Vec<i64> = out
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Assign { ticket, .. } => Some(*ticket),
-            _ => None,
-        })
-        .collect();
+    let assigned: Vec<i64> = out.assigned_tickets().collect();
     assert!(
         assigned.len() >= 1500,
         "every unused machine found a ticket: {}",

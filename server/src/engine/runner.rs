@@ -82,7 +82,9 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
         };
         report_broken(&loaded, &mut carry);
         let Loaded {
-            mut world, data, ..
+            mut world,
+            mut data,
+            ..
         } = loaded;
         world.busy = carry.busy.clone();
         world.listing = carry.listing.clone();
@@ -90,11 +92,32 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
         world.outcomes = carry.outcomes.clone();
 
         let now = now_ms();
+        let loaded_at = Instant::now();
         let output = core::pass(&mut world, now, &mut |ticket| {
             format!("unsandboxed-{ticket}-{}", uuid::Uuid::new_v4())
         });
-        match store::persist(&db, &output.actions, now).await {
+        let decided_at = Instant::now();
+        let persisted = store::persist(&db, &output.actions, now).await;
+        tracing::trace!(
+            load_us = (loaded_at - started_at).as_micros() as u64,
+            decide_us = (decided_at - loaded_at).as_micros() as u64,
+            persist_us = decided_at.elapsed().as_micros() as u64,
+            actions = output.actions.len(),
+            "engine pass"
+        );
+        match persisted {
             Ok(started) => {
+                // Machines that came up in this pass carry their new data in the action.
+                for a in &output.actions {
+                    if let Action::MarkUp {
+                        resource,
+                        data: fresh,
+                        ..
+                    } = a
+                    {
+                        data.insert(*resource, fresh.clone());
+                    }
+                }
                 conflicts_in_a_row = 0;
                 for o in carry.outcomes.drain(..) {
                     if let Some(resource) = o.resource() {
@@ -104,15 +127,14 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
                 carry.busy = std::mem::take(&mut world.busy);
                 carry.listing = std::mem::take(&mut world.listing);
                 carry.unknown = std::mem::take(&mut world.unknown);
-                let assigned: Vec<i64> = output
-                    .actions
-                    .iter()
-                    .filter_map(|a| match a {
-                        Action::Assign { ticket, .. } => Some(*ticket),
+                engine
+                    .waiters()
+                    .assigned(output.actions.iter().filter_map(|a| match a {
+                        Action::Assign {
+                            ticket, resource, ..
+                        } => Some((*ticket, data.get(resource).cloned().unwrap_or_default())),
                         _ => None,
-                    })
-                    .collect();
-                engine.waiters().notify(assigned.iter().copied());
+                    }));
                 launch_hooks(
                     &engine,
                     &world,
@@ -123,7 +145,11 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
                     &tx,
                     &livechecks,
                 );
-                engine.record_pass(started_at.elapsed(), output.actions.len(), assigned.len());
+                engine.record_pass(
+                    started_at.elapsed(),
+                    output.actions.len(),
+                    output.assigned_tickets().count(),
+                );
             }
             Err(StoreError::Conflict(why)) => {
                 conflicts_in_a_row += 1;

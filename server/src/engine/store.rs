@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::Utc;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{CaseStatement, Expr, Func, SimpleExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
     EntityTrait, QueryFilter,
@@ -27,6 +27,18 @@ pub enum StoreError {
     Db(#[from] DbErr),
 }
 
+/// Machines that still exist (not ENDED). A literal, not a bound parameter, so that
+/// PostgreSQL's cached plans and SQLite's planner use the partial index `ix_resources_live`
+/// instead of scanning every machine that ever existed.
+pub fn live_resources() -> SimpleExpr {
+    Expr::cust(r#""resources"."state" <> 'ENDED'"#)
+}
+
+/// OPEN tickets, through the partial index `ix_tickets_open` (see [`live_resources`]).
+pub fn open_tickets() -> SimpleExpr {
+    Expr::cust(r#""tickets"."state" = 'OPEN'"#)
+}
+
 /// What the runner needs beside the world to run hooks.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -39,8 +51,17 @@ pub struct Loaded {
 
 /// Reads pools, live machines and the tickets that matter.
 pub async fn load(db: &DatabaseConnection) -> Result<Loaded, DbErr> {
+    // Four independent reads, in parallel on separate connections: a pass's latency is the
+    // engine's throughput. Their being separate snapshots is fine: only the engine assigns,
+    // and everything it writes is guarded against what changed meanwhile.
+    let (pool_rows, counter_rows, resource_rows, open_rows) = tokio::try_join!(
+        pools::Entity::find().all(db),
+        named_counters::Entity::find().all(db),
+        resources::Entity::find().filter(live_resources()).all(db),
+        tickets::Entity::find().filter(open_tickets()).all(db),
+    )?;
     let mut loaded = Loaded::default();
-    for m in pools::Entity::find().all(db).await? {
+    for m in pool_rows {
         match from_model(&m) {
             Ok(config) => {
                 let runtime = PoolRuntime {
@@ -64,19 +85,15 @@ pub async fn load(db: &DatabaseConnection) -> Result<Loaded, DbErr> {
     }
 
     let mut counters: HashMap<i64, Vec<(String, u32)>> = HashMap::new();
-    for c in named_counters::Entity::find().all(db).await? {
+    for c in counter_rows {
         counters
             .entry(i64::from(c.resource_id))
             .or_default()
             .push((c.counter_name, c.value.max(0) as u32));
     }
 
-    let rows = resources::Entity::find()
-        .filter(resources::Column::State.ne(RState::Ended.as_str()))
-        .all(db)
-        .await?;
     let mut referenced = BTreeSet::new();
-    for m in rows {
+    for m in resource_rows {
         let Some(state) = RState::parse(&m.state) else {
             tracing::error!(resource = m.id, state = %m.state, "machine with an unknown state is left alone");
             continue;
@@ -109,11 +126,7 @@ pub async fn load(db: &DatabaseConnection) -> Result<Loaded, DbErr> {
         );
     }
 
-    let open = tickets::Entity::find()
-        .filter(tickets::Column::State.eq(TState::Open.as_str()))
-        .all(db)
-        .await?;
-    for m in open {
+    for m in open_rows {
         referenced.remove(&i64::from(m.id));
         insert_ticket(&mut loaded.world, m);
     }
@@ -172,11 +185,154 @@ pub async fn persist(
     }
     let txn = crate::db::begin_write(db).await?;
     let mut started = Vec::new();
-    for action in actions {
-        apply(&txn, action, now, &mut started).await?;
+    let mut rest = actions;
+    while let Some(first) = rest.first() {
+        // A pass emits its releases together and its assignments together; each run is
+        // written with one statement per table, so a busy pass costs a few round trips, not
+        // a few per ticket.
+        let run = rest
+            .iter()
+            .take_while(|a| same_batch(first, a))
+            .count()
+            .max(1);
+        let (batch, tail) = rest.split_at(run);
+        match first {
+            Action::Release { .. } => release_batch(&txn, batch, now).await?,
+            Action::Assign { .. } => assign_batch(&txn, batch, now).await?,
+            _ => apply(&txn, first, now, &mut started).await?,
+        }
+        rest = tail;
     }
     txn.commit().await?;
     Ok(started)
+}
+
+fn same_batch(a: &Action, b: &Action) -> bool {
+    matches!(
+        (a, b),
+        (Action::Release { .. }, Action::Release { .. })
+            | (Action::Assign { .. }, Action::Assign { .. })
+    )
+}
+
+/// How many rows one batched statement touches at most (SQLite limits bound parameters).
+const BATCH: usize = 400;
+
+/// Releases machines whose tickets were closed: UP without a ticket, or RELEASING when the
+/// pool has `cmd_release`.
+async fn release_batch(
+    txn: &DatabaseTransaction,
+    batch: &[Action],
+    now: Ms,
+) -> Result<(), StoreError> {
+    use resources::Column as R;
+    for chunk in batch.chunks(BATCH) {
+        let mut ids = Vec::new();
+        let mut releasing = Vec::new();
+        for a in chunk {
+            if let Action::Release { resource, run_hook } = a {
+                ids.push(id32(*resource));
+                if *run_hook {
+                    releasing.push(id32(*resource));
+                }
+            }
+        }
+        let state = CaseStatement::new()
+            .case(
+                R::Id.is_in(releasing),
+                Expr::value(RState::Releasing.as_str()),
+            )
+            .finally(Expr::value(RState::Up.as_str()));
+        let r = resources::Entity::update_many()
+            .col_expr(R::State, state.into())
+            .col_expr(R::TicketId, Expr::value(Option::<i32>::None))
+            .col_expr(R::ReleasedAtMs, Expr::value(now))
+            .col_expr(R::ReleasesCounter, Expr::col(R::ReleasesCounter).add(1))
+            .col_expr(R::UpdatedAt, Expr::value(Utc::now()))
+            .filter(R::Id.is_in(ids.clone()))
+            .filter(R::State.eq(RState::Up.as_str()))
+            .filter(R::TicketId.is_not_null())
+            .exec(txn)
+            .await?;
+        if r.rows_affected != ids.len() as u64 {
+            return Err(StoreError::Conflict(format!(
+                "some of machines {ids:?} were no longer taken"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Gives machines to tickets: a machine keeps its sandbox if it has one (reuse) or takes the
+/// ticket's; the ticket records its machine and sandbox.
+async fn assign_batch(
+    txn: &DatabaseTransaction,
+    batch: &[Action],
+    now: Ms,
+) -> Result<(), StoreError> {
+    use resources::Column as R;
+    use tickets::Column as T;
+    for chunk in batch.chunks(BATCH) {
+        let mut machine_ticket = CaseStatement::new();
+        let mut machine_sandbox = CaseStatement::new();
+        let mut ticket_machine = CaseStatement::new();
+        let mut ticket_sandbox = CaseStatement::new();
+        let (mut machines, mut tickets) = (Vec::new(), Vec::new());
+        for a in chunk {
+            let Action::Assign {
+                ticket,
+                resource,
+                sandbox,
+                ..
+            } = a
+            else {
+                continue;
+            };
+            let (t, r) = (id32(*ticket), id32(*resource));
+            machine_ticket = machine_ticket.case(R::Id.eq(r), Expr::value(t));
+            machine_sandbox = machine_sandbox.case(R::Id.eq(r), Expr::value(sandbox.clone()));
+            ticket_machine = ticket_machine.case(T::Id.eq(t), Expr::value(r));
+            ticket_sandbox = ticket_sandbox.case(T::Id.eq(t), Expr::value(sandbox.clone()));
+            machines.push(r);
+            tickets.push(t);
+        }
+        let r = resources::Entity::update_many()
+            .col_expr(R::TicketId, machine_ticket.into())
+            .col_expr(
+                R::Sandbox,
+                Func::coalesce([Expr::col(R::Sandbox).into(), machine_sandbox.into()]).into(),
+            )
+            .col_expr(
+                R::SandboxedSinceMs,
+                Func::coalesce([Expr::col(R::SandboxedSinceMs).into(), Expr::value(now)]).into(),
+            )
+            .col_expr(R::UpdatedAt, Expr::value(Utc::now()))
+            .filter(R::Id.is_in(machines.clone()))
+            .filter(R::State.eq(RState::Up.as_str()))
+            .filter(R::TicketId.is_null())
+            .exec(txn)
+            .await?;
+        if r.rows_affected != machines.len() as u64 {
+            return Err(StoreError::Conflict(format!(
+                "some of machines {machines:?} were no longer ready"
+            )));
+        }
+        let t = tickets::Entity::update_many()
+            .col_expr(T::ResourceId, ticket_machine.into())
+            .col_expr(T::Sandbox, ticket_sandbox.into())
+            .col_expr(T::AssignedMs, Expr::value(now))
+            .filter(T::Id.is_in(tickets.clone()))
+            .filter(T::State.eq(TState::Open.as_str()))
+            .filter(T::ResourceId.is_null())
+            .exec(txn)
+            .await?;
+        if t.rows_affected != tickets.len() as u64 {
+            return Err(StoreError::Conflict(format!(
+                "some of tickets {tickets:?} were no longer waiting"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn writes(action: &Action) -> bool {
@@ -286,26 +442,6 @@ async fn apply(
                 .await?;
             guard(r.rows_affected, || {
                 format!("machine {resource} is no longer RELEASING")
-            })?;
-        }
-        Action::Release { resource, run_hook } => {
-            let state = if *run_hook {
-                RState::Releasing
-            } else {
-                RState::Up
-            };
-            let r = res()
-                .col_expr(R::State, Expr::value(state.as_str()))
-                .col_expr(R::TicketId, Expr::value(Option::<i32>::None))
-                .col_expr(R::ReleasedAtMs, Expr::value(now))
-                .col_expr(R::ReleasesCounter, Expr::col(R::ReleasesCounter).add(1))
-                .filter(R::Id.eq(id32(*resource)))
-                .filter(R::State.eq(RState::Up.as_str()))
-                .filter(R::TicketId.is_not_null())
-                .exec(txn)
-                .await?;
-            guard(r.rows_affected, || {
-                format!("machine {resource} was not taken any more")
             })?;
         }
         Action::RequestDelete {
@@ -442,41 +578,6 @@ async fn apply(
                 counters: counters.clone(),
             });
         }
-        Action::Assign {
-            ticket,
-            resource,
-            sandbox,
-            resource_had_sandbox,
-            ..
-        } => {
-            let mut update = res().col_expr(R::TicketId, Expr::value(id32(*ticket)));
-            if !resource_had_sandbox {
-                update = update
-                    .col_expr(R::Sandbox, Expr::value(sandbox.clone()))
-                    .col_expr(R::SandboxedSinceMs, Expr::value(now));
-            }
-            let r = update
-                .filter(R::Id.eq(id32(*resource)))
-                .filter(R::State.eq(RState::Up.as_str()))
-                .filter(R::TicketId.is_null())
-                .exec(txn)
-                .await?;
-            guard(r.rows_affected, || {
-                format!("machine {resource} is not ready any more")
-            })?;
-            let t = tickets::Entity::update_many()
-                .col_expr(tickets::Column::ResourceId, Expr::value(id32(*resource)))
-                .col_expr(tickets::Column::Sandbox, Expr::value(sandbox.clone()))
-                .col_expr(tickets::Column::AssignedMs, Expr::value(now))
-                .filter(tickets::Column::Id.eq(id32(*ticket)))
-                .filter(tickets::Column::State.eq(TState::Open.as_str()))
-                .filter(tickets::Column::ResourceId.is_null())
-                .exec(txn)
-                .await?;
-            guard(t.rows_affected, || {
-                format!("ticket {ticket} is no longer waiting")
-            })?;
-        }
         Action::List { pool } => {
             pools::Entity::update_many()
                 .col_expr(pools::Column::LastListMs, Expr::value(now))
@@ -495,7 +596,11 @@ async fn apply(
             )
             .await?;
         }
-        Action::CancelHook { .. } | Action::Livecheck { .. } => {}
+        // Batched by `persist`, or nothing to write.
+        Action::Release { .. }
+        | Action::Assign { .. }
+        | Action::CancelHook { .. }
+        | Action::Livecheck { .. } => {}
     }
     Ok(())
 }
@@ -533,7 +638,7 @@ pub struct PoolCounts {
 /// Counts the live machines of every pool.
 pub async fn pool_counts(db: &impl ConnectionTrait) -> Result<BTreeMap<String, PoolCounts>, DbErr> {
     let rows = resources::Entity::find()
-        .filter(resources::Column::State.ne(RState::Ended.as_str()))
+        .filter(live_resources())
         .all(db)
         .await?;
     let mut counts: BTreeMap<String, PoolCounts> = BTreeMap::new();

@@ -69,16 +69,15 @@ pub async fn collect(db: &DatabaseConnection, id: i64) -> Result<Option<TicketVi
     let Ok(id32) = i32::try_from(id) else {
         return Ok(None);
     };
-    let Some(t) = tickets::Entity::find_by_id(id32).one(db).await? else {
+    // One round trip: the ticket and its machine's data.
+    let Some((t, machine)) = tickets::Entity::find_by_id(id32)
+        .find_also_related(resources::Entity)
+        .one(db)
+        .await?
+    else {
         return Ok(None);
     };
-    let output = match t.resource_id {
-        Some(r) => resources::Entity::find_by_id(r)
-            .one(db)
-            .await?
-            .and_then(|r| r.data),
-        None => None,
-    };
+    let output = machine.and_then(|r| r.data);
     Ok(Some(TicketView {
         id,
         state: TState::parse(&t.state).unwrap_or(TState::Open),
@@ -110,15 +109,22 @@ pub async fn close(db: &DatabaseConnection, id: i64) -> Result<bool, DbErr> {
     Ok(tickets::Entity::find_by_id(id32).one(db).await?.is_some())
 }
 
-/// Wakes `waitTicket` callers when their ticket gets a machine. Holds no thread and no
-/// database connection per waiter: a waiter is a `Notify` in a map.
+/// Wakes `waitTicket` callers when their ticket gets a machine, handing them the machine's
+/// data. Holds no thread and no database connection per waiter: a waiter is a slot in a map.
 #[derive(Default)]
 pub struct Waiters {
-    map: Mutex<HashMap<i64, Arc<Notify>>>,
+    map: Mutex<HashMap<i64, Arc<Slot>>>,
+}
+
+#[derive(Default)]
+struct Slot {
+    notify: Notify,
+    /// The data of the machine the ticket got, set by the engine after it committed.
+    data: Mutex<Option<Vec<u8>>>,
 }
 
 impl Waiters {
-    fn subscribe(&self, id: i64) -> Arc<Notify> {
+    fn subscribe(&self, id: i64) -> Arc<Slot> {
         self.map
             .lock()
             .expect("waiters lock")
@@ -127,20 +133,22 @@ impl Waiters {
             .clone()
     }
 
-    fn unsubscribe(&self, id: i64, notify: Arc<Notify>) {
+    fn unsubscribe(&self, id: i64, slot: Arc<Slot>) {
         let mut map = self.map.lock().expect("waiters lock");
-        drop(notify);
+        drop(slot);
         if map.get(&id).is_some_and(|n| Arc::strong_count(n) == 1) {
             map.remove(&id);
         }
     }
 
-    /// Wakes everyone waiting for these tickets.
-    pub fn notify(&self, ids: impl IntoIterator<Item = i64>) {
+    /// Tells everyone waiting for these tickets that they got a machine with this data.
+    /// Call only after the assignment is committed.
+    pub fn assigned(&self, tickets: impl IntoIterator<Item = (i64, Vec<u8>)>) {
         let map = self.map.lock().expect("waiters lock");
-        for id in ids {
-            if let Some(n) = map.get(&id) {
-                n.notify_waiters();
+        for (id, data) in tickets {
+            if let Some(slot) = map.get(&id) {
+                *slot.data.lock().expect("slot lock") = Some(data);
+                slot.notify.notify_waiters();
             }
         }
     }
@@ -152,20 +160,23 @@ impl Waiters {
 }
 
 /// Waits until the ticket has a machine and returns the machine's data (resalloc's
-/// `waitTicket`). Re-reads the ticket every `recheck` in case the wake-up came from another
-/// replica. Returns None for an unknown ticket.
+/// `waitTicket`). Re-reads the ticket every `recheck` in case the assignment happened on
+/// another replica. Returns None for an unknown ticket.
 pub async fn wait(
     db: &DatabaseConnection,
     waiters: &Waiters,
     id: i64,
     recheck: Duration,
 ) -> Result<Option<Vec<u8>>, DbErr> {
-    let notify = waiters.subscribe(id);
+    let slot = waiters.subscribe(id);
     let result = async {
         loop {
-            let notified = notify.notified();
+            let notified = slot.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if let Some(data) = slot.data.lock().expect("slot lock").clone() {
+                return Ok(Some(data));
+            }
             match collect(db, id).await? {
                 None => return Ok(None),
                 Some(t) if t.ready() => return Ok(Some(t.output.unwrap_or_default())),
@@ -178,6 +189,6 @@ pub async fn wait(
         }
     }
     .await;
-    waiters.unsubscribe(id, notify);
+    waiters.unsubscribe(id, slot);
     result
 }
