@@ -18,7 +18,12 @@ use crate::engine::model::*;
 use crate::engine::{Engine, EngineSettings, core};
 
 pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<()> {
-    crate::telemetry::init(config);
+    // Figures on stdout; only warnings on stderr unless a log level was asked for.
+    let mut quiet = config.clone();
+    if std::env::var_os("COPR_POOLS_LOG").is_none() && std::env::var_os("RUST_LOG").is_none() {
+        quiet.log = "warn".into();
+    }
+    crate::telemetry::init(&quiet);
     let modes: Vec<&str> = match args.mode.as_str() {
         "all" => vec!["core", "cycles", "backlog"],
         m @ ("core" | "cycles" | "backlog") => vec![m],

@@ -195,10 +195,17 @@ impl Engine {
                             }
                         }
                     };
-                    tokio::select! {
-                        _ = run => {}
-                        _ = watch => engine_stop.cancel(),
-                        _ = shutdown.cancelled() => engine_stop.cancel(),
+                    tokio::pin!(run);
+                    let interrupted = tokio::select! {
+                        _ = &mut run => false,
+                        _ = watch => true,
+                        _ = shutdown.cancelled() => true,
+                    };
+                    if interrupted {
+                        // Let the runner finish the pass it is in (its transaction and the
+                        // hooks it starts) rather than dropping it halfway.
+                        engine_stop.cancel();
+                        run.await;
                     }
                     self.inner.stats.leader.store(false, Ordering::Relaxed);
                     let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
