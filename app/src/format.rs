@@ -43,7 +43,8 @@ pub fn urlencode(value: &str) -> String {
     out
 }
 
-/// The sign-in address that brings the user back to `path`.
+/// The sign-in address that brings the user back to `path`. It is served by the server, not
+/// the client-side router: links to it carry `rel="external"` so a hydrated page navigates.
 pub fn login_url(path: &str) -> String {
     format!("/auth/login?next={}", urlencode(path))
 }

@@ -38,6 +38,15 @@ test('a team member signs in, sees their teams and the admin pages, and signs ou
   expect((await page.request.get(`${OIDC_APP}/api/v1/me`)).status()).toBe(401);
 });
 
+test('the sign-in link works once the page is hydrated', async ({ page }) => {
+  await page.goto(`${OIDC_APP}/`);
+  await expect(page.getByTestId('live-toggle')).toBeEnabled();
+  // A hydrated page routes links itself; the sign-in link must still reach the server.
+  await page.getByTestId('sign-in').click();
+  await expect(page.getByTestId('signed-in-as')).toContainText('Alice Liddell');
+  await expect(page).toHaveURL(`${OIDC_APP}/`);
+});
+
 test('someone outside the admin group is refused the admin page', async ({ page }) => {
   await signInAs(page, 'bob', '/admin');
   await expect(page).toHaveURL(`${OIDC_APP}/admin`);

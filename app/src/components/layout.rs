@@ -113,7 +113,7 @@ fn NavLinks(info: Option<SessionInfo>) -> impl IntoView {
             }
             .into_any(),
             None => view! {
-                <a class="button button-small" data-testid="sign-in"
+                <a class="button button-small" data-testid="sign-in" rel="external"
                     href=move || login_url(&location.pathname.get())>
                     "Sign in"
                 </a>

@@ -33,7 +33,7 @@ pub fn ErrorNotice(error: AppError) -> impl IntoView {
         AppError::Unauthenticated => view! {
             <div class="alert alert-info" role="alert">
                 "Sign in to see this page. "
-                <a href=login_url(&here)>"Sign in with Fedora Accounts"</a>
+                <a href=login_url(&here) rel="external">"Sign in"</a>
             </div>
         }
         .into_any(),

@@ -25,7 +25,7 @@ pub fn DevSignInPage() -> impl IntoView {
                     if !info.as_ref().is_some_and(|i| i.dev_login) {
                         return view! {
                             <p class="alert alert-info">"The development sign-in is turned off on this server. "
-                                <a href="/auth/login">"Sign in with Fedora Accounts"</a></p>
+                                <a href="/auth/login" rel="external">"Sign in with Fedora Accounts"</a></p>
                         }.into_any();
                     }
                     let token = info.map(|i| i.csrf_token).unwrap_or_default();
@@ -79,7 +79,7 @@ pub fn SignInFailedPage() -> impl IntoView {
             <h1 id="failed-title">"Sign-in failed"</h1>
             <p data-testid="sign-in-error">{detail}</p>
             <p class="muted">{advice}</p>
-            <p><a class="button" href=login_url(&next)>"Try again"</a></p>
+            <p><a class="button" href=login_url(&next) rel="external">"Try again"</a></p>
         </section>
     }
 }
