@@ -70,6 +70,14 @@ pub struct SessionInfo {
     pub csrf_token: String,
 }
 
+/// Why the last sign-in of this browser failed, in words for the person (kept in the session).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInFailure {
+    /// A stable code: denied, attempt, state, issuer, provider, unreachable, token, userinfo, config.
+    pub reason: String,
+    pub detail: String,
+}
+
 /// One of the user's teams.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TeamSummary {
@@ -153,6 +161,7 @@ pub trait Backend: Send + Sync + 'static {
     async fn my_teams(&self) -> Result<Vec<TeamSummary>, AppError>;
     async fn team(&self, name: String) -> Result<TeamView, AppError>;
     async fn admin_overview(&self, before: Option<i32>) -> Result<AdminOverview, AppError>;
+    async fn sign_in_failure(&self) -> Result<Option<SignInFailure>, AppError>;
 }
 
 /// The backend of the current request.
@@ -219,6 +228,15 @@ pub async fn get_team(name: String) -> Result<TeamView, AppError> {
 pub async fn get_admin_overview(before: Option<i32>) -> Result<AdminOverview, AppError> {
     answer(match backend() {
         Ok(b) => b.admin_overview(before).await,
+        Err(e) => Err(e),
+    })
+}
+
+/// Why this browser's last sign-in failed, if it did.
+#[server(prefix = "/api/ui", endpoint = "sign_in_failure")]
+pub async fn get_sign_in_failure() -> Result<Option<SignInFailure>, AppError> {
+    answer(match backend() {
+        Ok(b) => b.sign_in_failure().await,
         Err(e) => Err(e),
     })
 }

@@ -320,6 +320,13 @@ impl Config {
         };
 
         let oidc = oidc_config(&raw)?;
+        if raw.dev_login && oidc.is_some() {
+            return Err(invalid(
+                "dev_login",
+                "is on together with a real OpenID provider (oidc_client_id); the development \
+                 sign-in is for machines without one: turn it off",
+            ));
+        }
         if raw.dev_login && !listen.ip().is_loopback() {
             return Err(invalid(
                 "dev_login",

@@ -158,8 +158,43 @@ pub async fn request_delete(
             });
         }
     }
-    for m in found {
-        if !deletable.contains(&m.state.as_str()) {
+    for found_row in found {
+        // The engine may change the machine between the read above and the write below (an
+        // assignment, on PostgreSQL): the write is guarded by what was read, and re-read when
+        // the guard misses, so a ticket that just got the machine is failed too.
+        let mut m = found_row;
+        let marked = loop {
+            if !deletable.contains(&m.state.as_str()) {
+                break false;
+            }
+            let ticket_guard = match m.ticket_id {
+                Some(t) => resources::Column::TicketId.eq(t),
+                None => resources::Column::TicketId.is_null(),
+            };
+            let r = resources::Entity::update_many()
+                .col_expr(
+                    resources::Column::State,
+                    Expr::value(RState::DeleteRequest.as_str()),
+                )
+                .col_expr(
+                    resources::Column::DeleteReason,
+                    Expr::value(DeleteReason::Requested.as_str()),
+                )
+                .col_expr(resources::Column::UpdatedAt, Expr::value(Utc::now()))
+                .filter(resources::Column::Id.eq(m.id))
+                .filter(resources::Column::State.eq(m.state.clone()))
+                .filter(ticket_guard)
+                .exec(&txn)
+                .await?;
+            if r.rows_affected == 1 {
+                break true;
+            }
+            match resources::Entity::find_by_id(m.id).one(&txn).await? {
+                Some(fresh) => m = fresh,
+                None => break false,
+            }
+        };
+        if !marked {
             outcomes.push(DeleteOutcome {
                 id: m.id,
                 name: m.name,
@@ -167,19 +202,6 @@ pub async fn request_delete(
             });
             continue;
         }
-        resources::Entity::update_many()
-            .col_expr(
-                resources::Column::State,
-                Expr::value(RState::DeleteRequest.as_str()),
-            )
-            .col_expr(
-                resources::Column::DeleteReason,
-                Expr::value(DeleteReason::Requested.as_str()),
-            )
-            .col_expr(resources::Column::UpdatedAt, Expr::value(Utc::now()))
-            .filter(resources::Column::Id.eq(m.id))
-            .exec(&txn)
-            .await?;
         let mut failed_ticket = None;
         if let Some(t) = m.ticket_id {
             let r = tickets::Entity::update_many()

@@ -24,6 +24,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     db::migrate(&db).await?;
     tracing::info!(database = %db::redact_url(&config.database_url), "database ready");
 
+    if config.dev_login {
+        tracing::warn!(
+            listen = %config.listen,
+            "the development sign-in is on: anyone who can reach this address can sign in as anyone"
+        );
+    }
     let engine = Engine::new(db.clone(), engine_settings(&config));
     let shutdown = CancellationToken::new();
     let config = Arc::new(config);

@@ -193,11 +193,16 @@ async fn dispatch(engine: &Engine, method: &str, params: Vec<Value>) -> Result<V
 fn take_params(params: Vec<Value>) -> Result<(Vec<String>, Option<String>), Refusal> {
     let mut params = params.into_iter();
     let tags = match params.next() {
+        // Like resalloc, take what a Python client can send as a tag: a string (even an
+        // empty one, which no pool offers) or a number. Only structures are nonsense.
         Some(Value::Array(items)) => items
             .into_iter()
             .map(|v| match v {
-                Value::String(s) if !s.trim().is_empty() => Ok(s),
-                _ => refuse("takeTicket: every tag must be a non-empty string"),
+                Value::String(s) => Ok(s),
+                Value::Integer(i) => Ok(i.to_string()),
+                Value::Double(d) => Ok(d.to_string()),
+                Value::Boolean(b) => Ok(if b { "True" } else { "False" }.to_string()),
+                _ => refuse("takeTicket: each tag must be a string"),
             })
             .collect::<Result<Vec<_>, _>>()?,
         Some(Value::Nil) | None => {

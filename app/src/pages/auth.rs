@@ -4,6 +4,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
+use crate::api::get_sign_in_failure;
 use crate::components::layout::SessionResource;
 use crate::format::login_url;
 
@@ -56,10 +57,12 @@ pub fn SignInFailedPage() -> impl IntoView {
     let query = use_query_map();
     let q = query.read_untracked();
     let reason = q.get("reason").unwrap_or_default();
-    let detail = q
-        .get("detail")
-        .unwrap_or_else(|| "The sign-in did not complete.".into());
-    let next = q.get("next").unwrap_or_else(|| "/".into());
+    // Only a path on this site: the page never links elsewhere whatever the URL says.
+    let next = q
+        .get("next")
+        .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+        .unwrap_or_else(|| "/".into());
+    let failure = Resource::new(|| (), |_| get_sign_in_failure());
     let advice = match reason.as_str() {
         "denied" => {
             "If you cancelled on purpose, nothing happened. Otherwise try again and allow copr-pools to read your account."
@@ -77,7 +80,14 @@ pub fn SignInFailedPage() -> impl IntoView {
         <Title text="Sign-in failed"/>
         <section class="panel empty-state" aria-labelledby="failed-title">
             <h1 id="failed-title">"Sign-in failed"</h1>
-            <p data-testid="sign-in-error">{detail}</p>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    // The words come from this browser's session, never from the address.
+                    let detail = failure.await.ok().flatten().map(|f| f.detail)
+                        .unwrap_or_else(|| "The sign-in did not complete.".to_string());
+                    view! { <p data-testid="sign-in-error">{detail}</p> }
+                })}
+            </Suspense>
             <p class="muted">{advice}</p>
             <p><a class="button" href=login_url(&next) rel="external">"Try again"</a></p>
         </section>

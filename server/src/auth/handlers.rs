@@ -13,10 +13,11 @@ use tower_sessions::Session;
 
 use super::current::{ApiError, MaybeUser};
 use super::oidc::{Attempt, CallbackParams, LoginError};
-use super::session::{OIDC_ATTEMPT, SIGNED_IN_AT, USER_ID, random_token};
+use super::session::{OIDC_ATTEMPT, SIGN_IN_FAILURE, SIGNED_IN_AT, USER_ID, random_token};
 use super::{csrf, safe_next, session};
 use crate::accounts::{self, Identity};
 use crate::web::AppState;
+use app::api::SignInFailure;
 use app::error::AppError;
 
 pub fn routes() -> axum::Router<AppState> {
@@ -34,15 +35,23 @@ struct NextParam {
 }
 
 /// Where a failed sign-in lands: a page that says what happened and offers to try again.
-fn failed(error: &LoginError, next: &str) -> Response {
+/// The words travel in the session, not the URL, so nobody can put text on that page with a
+/// crafted link.
+async fn failed(session: &Session, error: &LoginError, next: &str) -> Response {
     tracing::warn!(code = error.code(), %error, "sign-in failed");
-    let url = format!(
-        "/auth/failed?reason={}&detail={}&next={}",
+    let failure = SignInFailure {
+        reason: error.code().to_string(),
+        detail: error.to_string(),
+    };
+    if let Err(e) = session.insert(SIGN_IN_FAILURE, &failure).await {
+        return internal(e);
+    }
+    Redirect::to(&format!(
+        "/auth/failed?reason={}&next={}",
         error.code(),
-        urlencode(&error.to_string()),
         urlencode(next)
-    );
-    Redirect::to(&url).into_response()
+    ))
+    .into_response()
 }
 
 fn urlencode(s: &str) -> String {
@@ -65,9 +74,11 @@ async fn login(
             return Redirect::to(&format!("/auth/dev?next={}", urlencode(&next))).into_response();
         }
         return failed(
+            &session,
             &LoginError::Config("no OpenID provider is configured (oidc_client_id)".into()),
             &next,
-        );
+        )
+        .await;
     };
     match provider.start(next.clone()).await {
         Ok((url, attempt)) => {
@@ -77,7 +88,7 @@ async fn login(
             }
             Redirect::to(&url).into_response()
         }
-        Err(e) => failed(&e, &next),
+        Err(e) => failed(&session, &e, &next).await,
     }
 }
 
@@ -86,22 +97,46 @@ async fn callback(
     session: Session,
     Query(params): Query<CallbackParams>,
 ) -> Response {
-    let attempt: Option<Attempt> = match session.remove(OIDC_ATTEMPT).await {
+    // Only an answer to this browser's own attempt (matching state) uses the attempt up; a
+    // stray or forged callback cannot cancel a sign-in in progress.
+    let attempt: Option<Attempt> = match session.get(OIDC_ATTEMPT).await {
         Ok(a) => a,
         Err(e) => return internal(e),
     };
     let next = attempt
         .as_ref()
         .map_or_else(|| "/".to_string(), |a| a.next.clone());
+    let ours = attempt
+        .as_ref()
+        .zip(params.state.as_deref())
+        .is_some_and(|(a, s)| {
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                a.state.as_bytes(),
+                s.as_bytes(),
+            ))
+        });
+    if !ours {
+        let error = if attempt.is_some() {
+            LoginError::State
+        } else {
+            LoginError::Attempt
+        };
+        return failed(&session, &error, &next).await;
+    }
+    if let Err(e) = session.remove::<Attempt>(OIDC_ATTEMPT).await {
+        return internal(e);
+    }
     let Some(provider) = state.oidc.as_ref() else {
         return failed(
+            &session,
             &LoginError::Config("no OpenID provider is configured".into()),
             &next,
-        );
+        )
+        .await;
     };
     match provider.finish(&params, attempt).await {
         Ok(identity) => complete_sign_in(&state, &session, &identity, &next).await,
-        Err(e) => failed(&e, &next),
+        Err(e) => failed(&session, &e, &next).await,
     }
 }
 
@@ -126,6 +161,7 @@ async fn complete_sign_in(
             .insert(SIGNED_IN_AT, chrono::Utc::now().timestamp_millis())
             .await?;
         session.insert(session::CSRF_TOKEN, random_token()).await?;
+        session.remove_value(SIGN_IN_FAILURE).await?;
         Ok::<_, tower_sessions::session::Error>(())
     }
     .await;
@@ -179,11 +215,17 @@ fn valid_name(s: &str) -> bool {
 /// config refuses `dev_login` elsewhere) and only when enabled.
 async fn dev_sign_in(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     session: Session,
     Form(form): Form<DevForm>,
 ) -> Response {
     let next = safe_next(form.next.as_deref());
-    if !state.config.dev_login {
+    // Loopback only: a proxy in front (which would make the loopback listener public)
+    // announces itself with forwarding headers.
+    let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    if !state.config.dev_login || proxied {
         return (
             StatusCode::NOT_FOUND,
             "The development sign-in is turned off (dev_login).\n",

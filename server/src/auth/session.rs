@@ -22,6 +22,7 @@ pub const USER_ID: &str = "user_id";
 pub const SIGNED_IN_AT: &str = "signed_in_at";
 pub const CSRF_TOKEN: &str = "csrf_token";
 pub const OIDC_ATTEMPT: &str = "oidc_attempt";
+pub const SIGN_IN_FAILURE: &str = "sign_in_failure";
 
 /// The session store for whichever database the server uses.
 #[derive(Debug, Clone)]

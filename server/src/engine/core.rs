@@ -99,6 +99,7 @@ pub fn pass(world: &mut World, now: Ms, new_sandbox: &mut dyn FnMut(i64) -> Stri
         due: Due::default(),
     };
     pass.apply_outcomes();
+    pass.recover_lost_hooks();
     pass.release_closed();
     let planned = pass.plan_starts_for_waiting();
     pass.request_removals();
@@ -297,6 +298,38 @@ impl Pass<'_> {
         }
     }
 
+    /// resalloc's restart rule, applied on every pass: a machine caught STARTING, RELEASING
+    /// or DELETING with no hook running for it (its hook was lost: a crash, a commit whose
+    /// answer never came) is deleted, so it never holds `max_starting` or leaks.
+    fn recover_lost_hooks(&mut self) {
+        let lost: Vec<(i64, RState)> = self
+            .world
+            .resources
+            .values()
+            .filter(|r| {
+                matches!(
+                    r.state,
+                    RState::Starting | RState::Releasing | RState::Deleting
+                )
+            })
+            .filter(|r| !self.world.busy.contains_key(&r.id))
+            .filter(|r| self.world.pools.contains_key(&r.pool))
+            .map(|r| (r.id, r.state))
+            .collect();
+        for (id, state) in lost {
+            if state == RState::Deleting {
+                self.world
+                    .resources
+                    .get_mut(&id)
+                    .expect("listed above")
+                    .state = RState::DeleteRequest;
+                self.actions.push(Action::RetryDelete { resource: id });
+            } else {
+                self.request_delete(id, DeleteReason::Restart);
+            }
+        }
+    }
+
     /// Nodepool's rule for leaked machines: delete one only when two listings at least
     /// `unknown_min_age` apart both report it, so a machine between our insert and its
     /// provider's API catching up is never killed.
@@ -342,6 +375,8 @@ impl Pass<'_> {
             .resources
             .values()
             .filter(|r| r.state == RState::Up)
+            // A livecheck still running on it finishes first: one hook per machine at a time.
+            .filter(|r| !self.world.busy.contains_key(&r.id))
             .filter(|r| {
                 r.ticket.is_some_and(|t| {
                     self.world
@@ -583,15 +618,22 @@ impl Pass<'_> {
                 }
             }
 
-            // `max` lowered below what exists: idle machines go, never-used ones first.
-            let on = mine.len() as u32;
-            if on > p.max {
-                let mut idle: Vec<&&Resource> = mine
+            // `max` lowered below what exists: idle machines go, never-used ones first. Machines
+            // already on their way out, or picked above in this pass, are not counted again.
+            let picked: BTreeSet<i64> = to_delete.iter().map(|(id, _)| *id).collect();
+            let staying: Vec<&&Resource> = mine
+                .iter()
+                .filter(|r| !matches!(r.state, RState::DeleteRequest | RState::Deleting))
+                .filter(|r| !picked.contains(&r.id))
+                .collect();
+            let excess = (staying.len() as u32).saturating_sub(p.max);
+            if excess > 0 {
+                let mut idle: Vec<&&&Resource> = staying
                     .iter()
                     .filter(|r| r.state == RState::Up && r.ticket.is_none())
                     .collect();
                 idle.sort_by_key(|r| (r.releases > 0, r.id));
-                for r in idle.into_iter().take((on - p.max) as usize) {
+                for r in idle.into_iter().take(excess as usize) {
                     to_delete.push((r.id, DeleteReason::OverMax));
                 }
             }
@@ -620,6 +662,10 @@ impl Pass<'_> {
                     .is_some_and(|t| t.state == TState::Open)
             }) {
                 // resalloc refuses too: the ticket's owner still uses it.
+                continue;
+            }
+            if !self.world.pools.contains_key(&r.pool) {
+                // Its pool's definition is broken: the commands to run are unknown.
                 continue;
             }
             match self.world.busy.get(&id) {

@@ -475,6 +475,100 @@ fn lowering_max_removes_idle_machines() {
 }
 
 #[test]
+fn lowering_max_deletes_only_the_excess_while_deletes_run() {
+    let mut p = pool("p", &[("x", 0)]);
+    p.max = 10;
+    p.max_prealloc = 10;
+    p.max_starting = 10;
+    let mut sim = Sim::new(vec![p]);
+    sim.settle(1000, 10_000);
+    assert_eq!(up_count(&sim, "p"), 10);
+    sim.hook_ms = 60_000; // deletes take a minute
+    sim.world.pools.get_mut("p").unwrap().config.max = 8;
+    sim.world.pools.get_mut("p").unwrap().config.max_prealloc = 8;
+    for _ in 0..5 {
+        sim.pass();
+        sim.advance(1000);
+    }
+    let deleting = sim
+        .world
+        .resources
+        .values()
+        .filter(|r| matches!(r.state, RState::DeleteRequest | RState::Deleting))
+        .count();
+    assert_eq!(
+        deleting, 2,
+        "passes during the deletes pick no more machines"
+    );
+    assert_eq!(up_count(&sim, "p"), 8);
+}
+
+#[test]
+fn a_machine_whose_hook_was_lost_is_cleaned_up_without_a_restart() {
+    let mut p = pool("p", &[("x", 0)]);
+    p.max_prealloc = 1;
+    let mut sim = Sim::new(vec![p]);
+    sim.pass();
+    let id = *sim.world.resources.keys().next().unwrap();
+    // The runner lost track of the start (say the commit's answer never came back).
+    sim.world.busy.clear();
+    sim.pass();
+    assert!(sim.log.iter().any(|a| matches!(a, Action::RequestDelete { resource, reason: DeleteReason::Restart, .. } if *resource == id)));
+}
+
+#[test]
+fn a_release_waits_for_a_running_livecheck() {
+    let mut p = pool("p", &[("x", 0)]);
+    p.max_prealloc = 1;
+    p.reuse_opportunity_time = 60;
+    p.cmd_release = Some("release".into());
+    p.cmd_livecheck = Some("check".into());
+    p.livecheck_period = 30;
+    let mut sim = Sim::new(vec![p]);
+    sim.settle(1000, 10_000);
+    let t = sim.take(&["x"], Some("s"));
+    sim.pass();
+    let m = sim.machine_of(t).unwrap();
+    sim.advance(30_000);
+    sim.pass(); // the livecheck starts
+    assert_eq!(sim.world.busy.get(&m), Some(&HookKind::Livecheck));
+    sim.close(t);
+    sim.pass();
+    assert_eq!(
+        sim.world.resources[&m].state,
+        RState::Up,
+        "no release while the livecheck runs"
+    );
+    assert_eq!(sim.world.resources[&m].ticket, Some(t));
+    sim.advance(sim.hook_ms);
+    sim.pass();
+    assert_eq!(
+        sim.world.resources[&m].state,
+        RState::Releasing,
+        "released once the livecheck is done"
+    );
+}
+
+#[test]
+fn machines_of_a_pool_with_a_broken_definition_are_left_alone() {
+    let mut p = pool("p", &[("x", 0)]);
+    p.max_prealloc = 1;
+    let mut sim = Sim::new(vec![p]);
+    sim.settle(1000, 10_000);
+    let id = *sim.world.resources.keys().next().unwrap();
+    sim.world.resources.get_mut(&id).unwrap().state = RState::DeleteRequest;
+    sim.world.pools.clear(); // its definition no longer loads
+    let out = sim.pass();
+    assert!(
+        !out.actions
+            .iter()
+            .any(|a| matches!(a, Action::Delete { .. })),
+        "no command to run: {:?}",
+        out.actions
+    );
+}
+
+#[test]
 fn restart_recovery_deletes_machines_caught_mid_hook() {
     let mut p = pool("p", &[("x", 0)]);
     p.max_prealloc = 2;

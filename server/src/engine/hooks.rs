@@ -19,6 +19,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::model::{HookKind, HookResult};
 
+/// Set in every hook's environment to `copr-pools:<absolute log dir>`, so that the hooks (and
+/// whatever they started) of a server that died can be found and stopped before its machines
+/// are cleaned up.
+pub const HOOK_MARKER: &str = "RESALLOC_SERVER";
+
 /// How much of `cmd_new`'s standard output becomes the machine's data (resalloc: 512 bytes).
 pub const NEW_CAPTURE_BYTES: usize = 512;
 /// How much of `cmd_list`'s standard output is read (resalloc: 5120 bytes).
@@ -54,6 +59,9 @@ pub struct HookRun {
 pub enum HookRunResult {
     Finished(HookResult),
     Cancelled,
+    /// The hook could not be started at all (its log could not be opened, `sh` could not be
+    /// spawned): nothing it would have done happened.
+    NotStarted,
 }
 
 impl HookSpec {
@@ -115,7 +123,7 @@ pub async fn run(log_dir: &Path, spec: &HookSpec, cancel: &CancellationToken) ->
         Ok(f) => f,
         Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "cannot open the hook log; the hook does not run");
-            return finish(HookRunResult::Finished(HookResult::Failed), Vec::new());
+            return finish(HookRunResult::NotStarted, Vec::new());
         }
     };
     let mut log = tokio::fs::File::from_std(log);
@@ -130,7 +138,7 @@ pub async fn run(log_dir: &Path, spec: &HookSpec, cancel: &CancellationToken) ->
         Ok(f) => f.into_std().await,
         Err(e) => {
             tracing::error!(error = %e, "cannot share the hook log with the hook");
-            return finish(HookRunResult::Finished(HookResult::Failed), Vec::new());
+            return finish(HookRunResult::NotStarted, Vec::new());
         }
     };
 
@@ -140,6 +148,7 @@ pub async fn run(log_dir: &Path, spec: &HookSpec, cancel: &CancellationToken) ->
         .arg("-c")
         .arg(&spec.command)
         .envs(spec.env())
+        .env(HOOK_MARKER, marker(log_dir))
         .stdin(Stdio::null())
         .stderr(Stdio::from(stderr))
         .process_group(0)
@@ -161,7 +170,7 @@ pub async fn run(log_dir: &Path, spec: &HookSpec, cancel: &CancellationToken) ->
                 .write_all(format!("<cannot start sh: {e}>\n").as_bytes())
                 .await;
             let _ = log.flush().await;
-            return finish(HookRunResult::Finished(HookResult::Failed), Vec::new());
+            return finish(HookRunResult::NotStarted, Vec::new());
         }
     };
     let pgid = child.id();
@@ -200,7 +209,7 @@ pub async fn run(log_dir: &Path, spec: &HookSpec, cancel: &CancellationToken) ->
             "<timed out after {}s, killed>\n",
             spec.timeout.as_secs()
         )),
-        HookRunResult::Finished(_) => None,
+        HookRunResult::Finished(_) | HookRunResult::NotStarted => None,
     };
     if let Some(note) = note {
         kill_group(pgid);
@@ -281,6 +290,49 @@ fn die_with_parent(command: &mut Command) {
             Ok(())
         });
     }
+}
+
+fn marker(log_dir: &Path) -> String {
+    let dir = std::path::absolute(log_dir).unwrap_or_else(|_| log_dir.to_path_buf());
+    format!("copr-pools:{}", dir.display())
+}
+
+/// Kills every process still carrying this log directory's hook marker: hooks of a previous
+/// server process (and their children, which the kernel's parent-death signal does not
+/// reach). Run before the restart cleanup deletes machines, so no `cmd_new` finishes a
+/// machine after its `cmd_delete` ran. Returns how many processes were killed.
+pub fn kill_orphans(log_dir: &Path) -> usize {
+    let wanted = format!("{HOOK_MARKER}={}", marker(log_dir));
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .split(|b| *b == 0)
+            .any(|var| var == wanted.as_bytes())
+        {
+            // SAFETY: only sends a signal, to a process that carries our hook marker.
+            if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
+                killed += 1;
+            }
+        }
+    }
+    killed
 }
 
 /// Names printed by `cmd_list`, one per whitespace-separated word (resalloc splits likewise).
@@ -374,6 +426,52 @@ mod tests {
         hung.timeout = Duration::from_secs(60);
         let cancelled = run(dir.path(), &hung, &cancel).await;
         assert_eq!(cancelled.result, HookRunResult::Cancelled);
+    }
+
+    #[tokio::test]
+    async fn orphans_of_a_dead_server_are_found_and_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        // A hook that leaves a child behind, as `$(spawner)` inside a wrapper does when the
+        // wrapper is killed.
+        let run = run(
+            dir.path(),
+            &spec(HookKind::New, "sleep 300 >/dev/null 2>&1 & echo $!"),
+            &CancellationToken::new(),
+        )
+        .await;
+        let pid: i32 = String::from_utf8(run.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: probing a process we started.
+        assert_eq!(
+            unsafe { libc::kill(pid, 0) },
+            0,
+            "the child outlived its hook"
+        );
+        let other = tempfile::tempdir().unwrap();
+        assert_eq!(
+            kill_orphans(other.path()),
+            0,
+            "another server's marker is left alone"
+        );
+        assert!(kill_orphans(dir.path()) >= 1);
+        // Reap it (it is our grandchild's orphan, adopted by init or a subreaper).
+        let mut gone = false;
+        for _ in 0..50 {
+            // SAFETY: probing a process id.
+            if unsafe { libc::kill(pid, 0) } != 0 {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            gone || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+            "the orphan was killed"
+        );
     }
 
     #[test]

@@ -189,7 +189,12 @@ impl Engine {
                         // The lock lives as long as this connection: check it stays up.
                         loop {
                             tokio::time::sleep(Duration::from_secs(5)).await;
-                            if sqlx::query("SELECT 1").execute(&mut *conn).await.is_err() {
+                            let alive = tokio::time::timeout(
+                                Duration::from_secs(5),
+                                sqlx::query("SELECT 1").execute(&mut *conn),
+                            )
+                            .await;
+                            if !matches!(alive, Ok(Ok(_))) {
                                 tracing::error!("lost the engine leader connection; stepping down");
                                 return;
                             }

@@ -101,7 +101,7 @@ string_enum!(
         Requested = "deletion requested",
         StartTimedOut = "cmd_new timed out",
         ReleaseFailed = "cmd_release failed",
-        Restart = "the engine restarted while a hook ran",
+        Restart = "its hook was lost (the engine restarted while it ran)",
     }
 );
 

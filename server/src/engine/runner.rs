@@ -19,6 +19,8 @@ use super::store::{self, Loaded, StoreError};
 
 /// Passes in a row that may hit a conflict before the runner backs off a little.
 const CONFLICT_BURST: u32 = 3;
+/// How long a hook that could not be started waits before its machine is tried again.
+const NOT_STARTED_BACKOFF: Duration = Duration::from_secs(5);
 
 /// In-memory state the runner carries between passes (all of it may be lost in a crash).
 struct Carry {
@@ -32,6 +34,13 @@ struct Carry {
 
 pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
     let db = engine.db().clone();
+    let orphans = hooks::kill_orphans(&engine.settings().log_dir);
+    if orphans > 0 {
+        tracing::warn!(
+            processes = orphans,
+            "killed hooks left running by a previous server process"
+        );
+    }
     loop {
         match store::recover_after_restart(&db).await {
             Ok(0) => break,
@@ -156,7 +165,13 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
                 engine.record_conflict();
                 tracing::debug!(%why, "pass rolled back; running it again on fresh state");
                 if conflicts_in_a_row >= CONFLICT_BURST {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    // Something keeps changing, or a write keeps failing: back off, up to a
+                    // second, and say so, rather than spin.
+                    let exp = (conflicts_in_a_row - CONFLICT_BURST).min(7);
+                    if conflicts_in_a_row % 20 == 0 {
+                        tracing::warn!(%why, passes = conflicts_in_a_row, "engine passes keep rolling back");
+                    }
+                    tokio::time::sleep(Duration::from_millis(10 << exp)).await;
                 }
                 continue;
             }
@@ -333,6 +348,18 @@ fn outcome(kind: HookKind, resource: i64, pool: String, run: hooks::HookRun) -> 
     let result = match run.result {
         HookRunResult::Cancelled => return HookOutcome::Cancelled { resource, kind },
         HookRunResult::Finished(r) => r,
+        // Nothing ran: a delete must run again (the machine still exists), a start created
+        // nothing, a release did not clean the machine (so it goes), a livecheck says nothing.
+        HookRunResult::NotStarted => match kind {
+            HookKind::Delete => {
+                return HookOutcome::Deleted {
+                    resource,
+                    timed_out: true,
+                };
+            }
+            HookKind::Livecheck => return HookOutcome::Cancelled { resource, kind },
+            _ => HookResult::Failed,
+        },
     };
     match kind {
         HookKind::New => HookOutcome::Started {
@@ -365,12 +392,30 @@ fn spawn(
     let engine = engine.clone();
     tokio::spawn(async move {
         let _permit = match &permits {
-            Some(s) => s.clone().acquire_owned().await.ok(),
+            Some(s) => tokio::select! {
+                permit = s.clone().acquire_owned() => permit.ok(),
+                // Cancelled while waiting for its turn: it never ran.
+                _ = cancel.cancelled() => {
+                    let _ = tx.send(make(hooks::HookRun {
+                        result: HookRunResult::Cancelled,
+                        stdout: Vec::new(),
+                        took: Duration::ZERO,
+                    }));
+                    engine.wake();
+                    return;
+                }
+            },
             None => None,
         };
         engine.hook_started();
         let run = hooks::run(&engine.settings().log_dir, &spec, &cancel).await;
         engine.hook_finished();
+        if run.result == HookRunResult::NotStarted {
+            // The machine (disk full, no processes left) will not do better at once: retry in
+            // a while rather than on every pass.
+            tracing::error!(kind = %spec.kind, resource = spec.resource_id, pool = %spec.pool, "the hook could not be started; retrying in 5 s");
+            tokio::time::sleep(NOT_STARTED_BACKOFF).await;
+        }
         let _ = tx.send(make(run));
         engine.wake();
     });

@@ -152,6 +152,17 @@ impl Backend for ServerBackend {
         })
     }
 
+    async fn sign_in_failure(&self) -> Result<Option<SignInFailure>, AppError> {
+        let session = ServerBackend::session(self).await?;
+        session
+            .get(crate::auth::session::SIGN_IN_FAILURE)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot read the session");
+                AppError::Internal
+            })
+    }
+
     async fn admin_overview(&self, before: Option<i32>) -> Result<AdminOverview, AppError> {
         let user = require(self.user().await?)?;
         require_admin(&user)?;

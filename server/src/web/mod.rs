@@ -93,6 +93,9 @@ pub fn router(state: AppState, store: &Store) -> Router {
         >(context, shell))
         .layer(store.layer(inactivity))
         .layer(axum::middleware::from_fn(csrf::refuse_cross_site))
-        .layer(TraceLayer::new_for_http())
+        // Spans name the path only: query strings carry sign-in codes and states.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+        }))
         .with_state(state)
 }

@@ -322,8 +322,16 @@ async fn a_forged_state_is_refused() {
     let forged = set_query(&callback, "state", "forged-state");
     assert_eq!(reason(&finish(&mut agent, &forged).await), "state");
     assert_eq!(me(&mut agent, &rig).await.0, 401);
-    // The attempt was used up: even the genuine callback now fails.
-    assert_eq!(reason(&finish(&mut agent, &callback).await), "attempt");
+    // A forged answer does not use the attempt up, so it cannot cancel the real sign-in.
+    let landed = finish(&mut agent, &callback).await;
+    assert_eq!(landed, format!("{}/teams", rig.app.base));
+    assert_eq!(me(&mut agent, &rig).await.0, 200);
+    // But the attempt is single use: replaying the genuine answer fails.
+    let mut replayer = Agent {
+        http: agent.http.clone(),
+        jars: agent.jars.clone(),
+    };
+    assert_eq!(reason(&finish(&mut replayer, &callback).await), "attempt");
 }
 
 #[tokio::test]
@@ -375,6 +383,36 @@ async fn an_answer_from_another_issuer_is_refused() {
     let tampered = set_query(&callback, "iss", "https://evil.example/");
     assert_eq!(reason(&finish(&mut agent, &tampered).await), "issuer");
     assert_eq!(me(&mut agent, &rig).await.0, 401);
+}
+
+#[tokio::test]
+async fn the_failure_page_cannot_be_given_words_by_a_link() {
+    let rig = rig().await;
+    let mut agent = Agent::new();
+    let (status, _, html) = agent
+        .get(&format!(
+            "{}/auth/failed?reason=denied&detail=Call+0800+SCAM&next=https%3A%2F%2Fevil.example",
+            rig.app.base
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        !html.contains("SCAM"),
+        "text from the address is never shown"
+    );
+    assert!(
+        !html.contains("evil.example"),
+        "Try again stays on this site"
+    );
+    // A callback that is not this browser's attempt changes nothing.
+    let (status, location, _) = agent
+        .get(&format!(
+            "{}/auth/callback?error=access_denied&error_description=SCAM",
+            rig.app.base
+        ))
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(reason(&location.unwrap()), "attempt");
 }
 
 #[tokio::test]
