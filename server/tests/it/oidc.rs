@@ -416,6 +416,23 @@ async fn the_failure_page_cannot_be_given_words_by_a_link() {
 }
 
 #[tokio::test]
+async fn a_provider_that_is_not_the_configured_issuer_is_refused() {
+    // Fedora's issuer ends in a slash and openidconnect compares issuers exactly: a
+    // configuration off by that slash must fail loudly, not sign anyone in.
+    let t = TestDb::new(Kind::Sqlite).await;
+    let port = free_port();
+    let idp = start_idp(&format!("http://127.0.0.1:{port}/auth/callback")).await;
+    let app = start_app(&t, &format!("{}/", idp.issuer), port).await;
+    let mut agent = Agent::new();
+    let (status, location, _) = agent.get(&format!("{}/auth/login", app.base)).await;
+    assert_eq!(status, 303);
+    let location = location.unwrap();
+    assert_eq!(reason(&location), "config", "{location}");
+    let (_, _, html) = agent.get(&location).await;
+    assert!(html.contains("sign-in settings"), "{html}");
+}
+
+#[tokio::test]
 async fn an_unreachable_provider_is_explained() {
     let t = TestDb::new(Kind::Sqlite).await;
     let port = free_port();
