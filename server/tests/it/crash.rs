@@ -17,6 +17,18 @@ struct Server {
 }
 
 impl Server {
+    /// Starts `copr-pools serve` on the test database and waits until it answers XML-RPC.
+    async fn start(t: &TestDb, env: &[(String, String)], client: &RpcClient) -> Server {
+        let child = copr_pools(t, env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Server { child };
+        answering(client).await;
+        server
+    }
+
     fn kill9(mut self) {
         // SAFETY: sends SIGKILL to our own child process.
         unsafe {
@@ -98,14 +110,7 @@ async fn kill_9_under_load_loses_nothing_and_leaks_nothing() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
 
         for round in 0..5 {
-            let server = Server {
-                child: copr_pools(&t, &env)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            };
-            answering(&client).await;
+            let server = Server::start(&t, &env, &client).await;
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
@@ -147,14 +152,7 @@ async fn kill_9_under_load_loses_nothing_and_leaks_nothing() {
         }
 
         // Restart, close every ticket, drain the pool and let the engine clean up.
-        let server = Server {
-            child: copr_pools(&t, &env)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        };
-        answering(&client).await;
+        let server = Server::start(&t, &env, &client).await;
         let all = tickets::Entity::find().all(&t.db).await.unwrap();
         for id in &taken {
             assert!(
