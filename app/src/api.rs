@@ -177,12 +177,11 @@ pub fn backend() -> Result<std::sync::Arc<dyn Backend>, AppError> {
 /// endpoints behind the pages answer like an API.
 #[cfg(feature = "ssr")]
 fn answer<T>(result: Result<T, AppError>) -> Result<T, AppError> {
-    if let Err(e) = &result {
-        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-            if let Ok(status) = http::StatusCode::from_u16(e.status_code()) {
-                response.set_status(status);
-            }
-        }
+    if let Err(e) = &result
+        && let Some(response) = use_context::<leptos_axum::ResponseOptions>()
+        && let Ok(status) = http::StatusCode::from_u16(e.status_code())
+    {
+        response.set_status(status);
     }
     result
 }

@@ -142,20 +142,19 @@ struct Rig {
 impl Rig {
     async fn finish(self) {
         self.stop.cancel();
-        if let Some((url, schema)) = &self.schema {
-            if let Ok(admin) = db::connect(&db::DbSettings {
+        if let Some((url, schema)) = &self.schema
+            && let Ok(admin) = db::connect(&db::DbSettings {
                 url: url.clone(),
                 max_connections: 1,
                 schema: None,
             })
             .await
-            {
-                let _ = sea_orm::ConnectionTrait::execute_unprepared(
-                    &admin,
-                    &format!("DROP SCHEMA {schema} CASCADE"),
-                )
-                .await;
-            }
+        {
+            let _ = sea_orm::ConnectionTrait::execute_unprepared(
+                &admin,
+                &format!("DROP SCHEMA {schema} CASCADE"),
+            )
+            .await;
         }
     }
 }

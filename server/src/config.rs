@@ -246,7 +246,7 @@ impl Config {
         let mut environment = config::Environment::default()
             .try_parsing(true)
             .list_separator(",")
-            .source(Some(vars.into_iter().map(|(k, v)| (k, v)).collect()));
+            .source(Some(vars.into_iter().collect()));
         for key in LIST_KEYS {
             environment = environment.with_list_parse_key(key);
         }

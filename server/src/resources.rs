@@ -93,10 +93,10 @@ pub async fn find(
     db: &impl ConnectionTrait,
     id_or_name: &str,
 ) -> Result<Option<resources::Model>, DbErr> {
-    if let Ok(id) = id_or_name.parse::<i32>() {
-        if let Some(m) = resources::Entity::find_by_id(id).one(db).await? {
-            return Ok(Some(m));
-        }
+    if let Ok(id) = id_or_name.parse::<i32>()
+        && let Some(m) = resources::Entity::find_by_id(id).one(db).await?
+    {
+        return Ok(Some(m));
     }
     resources::Entity::find()
         .filter(resources::Column::Name.eq(id_or_name))

@@ -21,10 +21,10 @@ pub fn ErrorNotice(error: AppError) -> impl IntoView {
         match &error {
             AppError::Unauthenticated => leptos_axum::redirect(&login_url(&here)),
             other => {
-                if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-                    if let Ok(status) = http::StatusCode::from_u16(other.status_code()) {
-                        response.set_status(status);
-                    }
+                if let Some(response) = use_context::<leptos_axum::ResponseOptions>()
+                    && let Ok(status) = http::StatusCode::from_u16(other.status_code())
+                {
+                    response.set_status(status);
                 }
             }
         }

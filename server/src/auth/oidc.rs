@@ -219,10 +219,10 @@ impl Provider {
         if !bool::from(state.as_bytes().ct_eq(attempt.state.as_bytes())) {
             return Err(LoginError::State);
         }
-        if let Some(iss) = &params.iss {
-            if iss != &self.config.issuer {
-                return Err(LoginError::Issuer(clean(iss)));
-            }
+        if let Some(iss) = &params.iss
+            && iss != &self.config.issuer
+        {
+            return Err(LoginError::Issuer(clean(iss)));
         }
         let code = params
             .code

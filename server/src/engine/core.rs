@@ -167,10 +167,10 @@ impl Pass<'_> {
                 .is_some_and(|t| t.state == TState::Open)
         });
         r.state = RState::DeleteRequest;
-        if let Some(t) = fail_ticket {
-            if let Some(ticket) = self.world.tickets.get_mut(&t) {
-                ticket.state = TState::Failed;
-            }
+        if let Some(t) = fail_ticket
+            && let Some(ticket) = self.world.tickets.get_mut(&t)
+        {
+            ticket.state = TState::Failed;
         }
         self.actions.push(Action::RequestDelete {
             resource: id,
@@ -595,10 +595,10 @@ impl Pass<'_> {
                         // Wake when the reuse window or the sandbox time runs out.
                         self.due
                             .at(released_at + secs(p.reuse_opportunity_time) + 1);
-                        if p.reuse_max_time > 0 {
-                            if let Some(s) = r.sandboxed_since {
-                                self.due.at(s + secs(p.reuse_max_time) + 1);
-                            }
+                        if p.reuse_max_time > 0
+                            && let Some(s) = r.sandboxed_since
+                        {
+                            self.due.at(s + secs(p.reuse_max_time) + 1);
                         }
                     }
                 }

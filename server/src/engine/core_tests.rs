@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 
-use super::core::{Action, REUSE_BONUS, render_name};
+use super::core::{Action, render_name};
 use super::model::*;
 use super::sim::{Fate, Sim};
 
@@ -126,7 +126,30 @@ fn a_released_machine_is_reused_by_its_sandbox_before_a_fresh_one() {
     sim.pass();
     assert_eq!(sim.machine_of(same), Some(used));
     assert_eq!(sim.machine_of(other), Some(fresh));
-    assert!(REUSE_BONUS == 500);
+}
+
+#[test]
+fn the_reuse_bonus_is_worth_exactly_500() {
+    for (fresh_priority, reused_wins) in [(499, true), (501, false)] {
+        let mut cheap = pool("cheap", &[("x", 0)]);
+        cheap.max_prealloc = 1;
+        cheap.reuse_opportunity_time = 600;
+        let mut pricey = pool("pricey", &[("x", fresh_priority)]);
+        pricey.max_prealloc = 0;
+        let mut sim = Sim::new(vec![cheap, pricey]);
+        sim.settle(1000, 10_000);
+        let t = sim.take(&["x"], Some("s"));
+        sim.pass();
+        let reused = sim.machine_of(t).unwrap();
+        sim.close(t);
+        sim.pass();
+        // Now a fresh machine appears in the pricier pool.
+        sim.world.pools.get_mut("pricey").unwrap().config.max_prealloc = 1;
+        sim.settle(1000, 10_000);
+        let t2 = sim.take(&["x"], Some("s"));
+        sim.pass();
+        assert_eq!(sim.machine_of(t2) == Some(reused), reused_wins, "fresh priority {fresh_priority}");
+    }
 }
 
 #[test]

@@ -168,7 +168,7 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
                     // Something keeps changing, or a write keeps failing: back off, up to a
                     // second, and say so, rather than spin.
                     let exp = (conflicts_in_a_row - CONFLICT_BURST).min(7);
-                    if conflicts_in_a_row % 20 == 0 {
+                    if conflicts_in_a_row.is_multiple_of(20) {
                         tracing::warn!(%why, passes = conflicts_in_a_row, "engine passes keep rolling back");
                     }
                     tokio::time::sleep(Duration::from_millis(10 << exp)).await;

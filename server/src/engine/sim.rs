@@ -309,10 +309,8 @@ impl Sim {
     /// or may not have happened in the cloud), memory is gone, and resalloc's restart rule runs.
     pub fn crash(&mut self, delete_happened: bool) {
         for p in std::mem::take(&mut self.pending) {
-            if delete_happened {
-                if let Some(name) = p.delete_name {
-                    self.cloud_delete(&name);
-                }
+            if delete_happened && let Some(name) = p.delete_name {
+                self.cloud_delete(&name);
             }
         }
         self.world.busy.clear();

@@ -152,11 +152,6 @@ impl Waiters {
             }
         }
     }
-
-    /// How many tickets have someone waiting (for metrics).
-    pub fn len(&self) -> usize {
-        self.map.lock().expect("waiters lock").len()
-    }
 }
 
 /// Waits until the ticket has a machine and returns the machine's data (resalloc's

@@ -11,10 +11,11 @@ use serde_json::Value;
 use crate::support::{Browser, TestApp, each_db};
 
 pub fn dev_config() -> Config {
-    let mut c = Config::default();
-    c.dev_login = true;
-    c.admin_groups = vec!["copr-admins".into()];
-    c
+    Config {
+        dev_login: true,
+        admin_groups: vec!["copr-admins".into()],
+        ..Config::default()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
