@@ -144,11 +144,20 @@ fn the_reuse_bonus_is_worth_exactly_500() {
         sim.close(t);
         sim.pass();
         // Now a fresh machine appears in the pricier pool.
-        sim.world.pools.get_mut("pricey").unwrap().config.max_prealloc = 1;
+        sim.world
+            .pools
+            .get_mut("pricey")
+            .unwrap()
+            .config
+            .max_prealloc = 1;
         sim.settle(1000, 10_000);
         let t2 = sim.take(&["x"], Some("s"));
         sim.pass();
-        assert_eq!(sim.machine_of(t2) == Some(reused), reused_wins, "fresh priority {fresh_priority}");
+        assert_eq!(
+            sim.machine_of(t2) == Some(reused),
+            reused_wins,
+            "fresh priority {fresh_priority}"
+        );
     }
 }
 
