@@ -133,7 +133,7 @@ impl Engine {
         }
     }
 
-    fn record_pass(&self, took: Duration, _actions: usize, assigned: usize) {
+    fn record_pass(&self, took: Duration, assigned: usize) {
         let s = &self.inner.stats;
         s.passes.fetch_add(1, Ordering::Relaxed);
         s.assigned.fetch_add(assigned as u64, Ordering::Relaxed);

@@ -154,11 +154,7 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
                     &tx,
                     &livechecks,
                 );
-                engine.record_pass(
-                    started_at.elapsed(),
-                    output.actions.len(),
-                    output.assigned_tickets().count(),
-                );
+                engine.record_pass(started_at.elapsed(), output.assigned_tickets().count());
             }
             Err(StoreError::Conflict(why)) => {
                 conflicts_in_a_row += 1;

@@ -254,11 +254,9 @@ async fn release_batch(
             .filter(R::TicketId.is_not_null())
             .exec(txn)
             .await?;
-        if r.rows_affected != ids.len() as u64 {
-            return Err(StoreError::Conflict(format!(
-                "some of machines {ids:?} were no longer taken"
-            )));
-        }
+        guard_all(r.rows_affected, ids.len(), || {
+            format!("some of machines {ids:?} were no longer taken")
+        })?;
     }
     Ok(())
 }
@@ -312,11 +310,9 @@ async fn assign_batch(
             .filter(R::TicketId.is_null())
             .exec(txn)
             .await?;
-        if r.rows_affected != machines.len() as u64 {
-            return Err(StoreError::Conflict(format!(
-                "some of machines {machines:?} were no longer ready"
-            )));
-        }
+        guard_all(r.rows_affected, machines.len(), || {
+            format!("some of machines {machines:?} were no longer ready")
+        })?;
         let t = tickets::Entity::update_many()
             .col_expr(T::ResourceId, ticket_machine.into())
             .col_expr(T::Sandbox, ticket_sandbox.into())
@@ -326,11 +322,9 @@ async fn assign_batch(
             .filter(T::ResourceId.is_null())
             .exec(txn)
             .await?;
-        if t.rows_affected != tickets.len() as u64 {
-            return Err(StoreError::Conflict(format!(
-                "some of tickets {tickets:?} were no longer waiting"
-            )));
-        }
+        guard_all(t.rows_affected, tickets.len(), || {
+            format!("some of tickets {tickets:?} were no longer waiting")
+        })?;
     }
     Ok(())
 }
@@ -339,8 +333,14 @@ fn writes(action: &Action) -> bool {
     !matches!(action, Action::CancelHook { .. } | Action::Livecheck { .. })
 }
 
+/// A guarded update must touch exactly one row; otherwise the state changed under the pass.
 fn guard(rows: u64, what: impl FnOnce() -> String) -> Result<(), StoreError> {
-    if rows == 1 {
+    guard_all(rows, 1, what)
+}
+
+/// A guarded batch update must touch every row it names.
+fn guard_all(rows: u64, expected: usize, what: impl FnOnce() -> String) -> Result<(), StoreError> {
+    if rows == expected as u64 {
         Ok(())
     } else {
         Err(StoreError::Conflict(what()))
