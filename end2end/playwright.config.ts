@@ -22,6 +22,7 @@ export const appEnv = {
   COPR_POOLS_SITE_ROOT: '../target/site',
   COPR_POOLS_ENGINE_PERIOD_SECS: '1',
   COPR_POOLS_LOG: 'warn',
+  COPR_POOLS_DEV_LOGIN: 'true',
 };
 
 const chromiumArgs = [

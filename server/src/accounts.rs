@@ -31,6 +31,8 @@ pub struct Identity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CurrentUser {
     pub id: i32,
+    /// The provider's subject (`dev:<name>` for the development sign-in).
+    pub sub: String,
     pub username: String,
     pub display_name: Option<String>,
     pub groups: Vec<String>,
@@ -220,6 +222,7 @@ pub async fn load(db: &impl ConnectionTrait, user_id: i32) -> Result<Option<Curr
     };
     Ok(Some(CurrentUser {
         id: u.id,
+        sub: u.sub,
         username: u.username,
         display_name: u.display_name,
         groups: serde_json::from_str(&u.groups).unwrap_or_default(),

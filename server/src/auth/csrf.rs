@@ -4,7 +4,11 @@
 //!    the session cookie must come from this site: `Sec-Fetch-Site: same-origin` (or `none`,
 //!    typed by the user), or an `Origin` whose host is ours. Leptos server functions do no
 //!    such check themselves, so this middleware does it for them too.
-//! 2. Forms carry the session's CSRF token in a hidden field, checked by their handler.
+//! 2. Forms carry a token in a hidden field, checked by their handler: the session's token
+//!    for a signed-in user; for an anonymous visitor (the development sign-in form) a
+//!    double-submit cookie, `__Host-copr_pools_form`, so that an anonymous page view stores
+//!    nothing. The `__Host-` prefix keeps other hosts (sibling subdomains) from planting the
+//!    cookie, and a cross-site page can neither read it nor, with the check above, post.
 //!
 //! Nothing changes state through GET.
 
@@ -15,7 +19,10 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 use tower_sessions::Session;
 
-use super::session::{COOKIE, CSRF_TOKEN};
+use super::session::{COOKIE, CSRF_TOKEN, random_token};
+
+/// The anonymous visitor's form token cookie.
+pub const FORM_COOKIE: &str = "__Host-copr_pools_form";
 
 /// Why a request was refused, in words for the person who sent it.
 pub fn cross_site_reason(method: &Method, headers: &HeaderMap) -> Option<String> {
@@ -70,13 +77,50 @@ pub async fn refuse_cross_site(req: Request<Body>, next: Next) -> Response {
     next.run(req).await
 }
 
-/// Checks a form's CSRF token against the session's, in constant time.
-pub async fn token_matches(session: &Session, submitted: &str) -> bool {
-    match session.get::<String>(CSRF_TOKEN).await {
-        Ok(Some(expected)) => {
+/// The token a page's forms carry, and the `Set-Cookie` value to send when the visitor's
+/// form cookie must be (re)set. Reads the session but never writes it.
+pub async fn form_token(session: &Session, headers: &HeaderMap) -> (String, Option<String>) {
+    if let Ok(Some(token)) = session.get::<String>(CSRF_TOKEN).await {
+        return (token, None);
+    }
+    if let Some(token) = cookie_token(headers) {
+        return (token, None);
+    }
+    let token = random_token();
+    let cookie = format!("{FORM_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict");
+    (token, Some(cookie))
+}
+
+/// The form cookie's token, when it looks like one of ours.
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|c| c.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == FORM_COOKIE)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| {
+            v.len() >= 32
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// Checks a form's token in constant time: against the session's token when the session has
+/// one, otherwise against the visitor's form cookie.
+pub async fn token_matches(session: &Session, headers: &HeaderMap, submitted: &str) -> bool {
+    let expected = match session.get::<String>(CSRF_TOKEN).await {
+        Ok(Some(token)) => Some(token),
+        Ok(None) => cookie_token(headers),
+        Err(_) => None,
+    };
+    match expected {
+        Some(expected) => {
             !submitted.is_empty() && expected.as_bytes().ct_eq(submitted.as_bytes()).into()
         }
-        _ => false,
+        None => false,
     }
 }
 

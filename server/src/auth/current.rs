@@ -1,6 +1,7 @@
 //! The current user, in one place: an axum extractor for handlers and a function for server
 //! functions. Sessions older than `session_max_age_secs` are ended here, whatever their
-//! activity, so group changes in FAS reach every session.
+//! activity, so group changes in FAS reach every session; so are sessions of the development
+//! sign-in once `dev_login` is off.
 
 use axum::Json;
 use axum::extract::FromRequestParts;
@@ -11,16 +12,18 @@ use sea_orm::DatabaseConnection;
 use serde_json::json;
 use tower_sessions::Session;
 
-use super::session::{SIGNED_IN_AT, USER_ID};
+use super::session::{METHOD_DEV, SIGN_IN_METHOD, SIGNED_IN_AT, USER_ID};
 use crate::accounts::{self, CurrentUser};
+use crate::config::Config;
 use crate::web::AppState;
 use app::error::AppError;
 
-/// Reads the signed-in user from the session, ending sessions past their maximum age.
+/// Reads the signed-in user from the session, ending sessions past their maximum age and
+/// development sign-ins when the development sign-in is off.
 pub async fn current_user(
     session: &Session,
     db: &DatabaseConnection,
-    max_age_secs: u64,
+    config: &Config,
 ) -> Result<Option<CurrentUser>, AppError> {
     let user_id: Option<i32> = session.get(USER_ID).await.map_err(session_error)?;
     let Some(user_id) = user_id else {
@@ -32,14 +35,32 @@ pub async fn current_user(
         .map_err(session_error)?
         .unwrap_or(0);
     let age_ms = chrono::Utc::now().timestamp_millis() - signed_in_at;
-    if age_ms > (max_age_secs as i64).saturating_mul(1000) {
+    if age_ms > (config.session_max_age_secs as i64).saturating_mul(1000) {
         session.flush().await.map_err(session_error)?;
         return Ok(None);
     }
-    accounts::load(db, user_id).await.map_err(|e| {
+    let user = accounts::load(db, user_id).await.map_err(|e| {
         tracing::error!(error = %e, "cannot load the signed-in user");
         AppError::Internal
-    })
+    })?;
+    if !config.dev_login {
+        let method: Option<String> = session.get(SIGN_IN_METHOD).await.map_err(session_error)?;
+        // Sessions from before the method was recorded: the development sign-in's users
+        // are the ones with a `dev:` subject.
+        let dev = match method.as_deref() {
+            Some(m) => m == METHOD_DEV,
+            None => user.as_ref().is_some_and(|u| u.sub.starts_with("dev:")),
+        };
+        if dev {
+            tracing::info!(
+                user_id,
+                "ending a development sign-in session: dev_login is off"
+            );
+            session.flush().await.map_err(session_error)?;
+            return Ok(None);
+        }
+    }
+    Ok(user)
 }
 
 fn session_error(e: tower_sessions::session::Error) -> AppError {
@@ -84,7 +105,7 @@ impl FromRequestParts<AppState> for MaybeUser {
             .await
             .map_err(|_| ApiError(AppError::Internal))?;
         Ok(MaybeUser(
-            current_user(&session, &state.db, state.config.session_max_age_secs)
+            current_user(&session, &state.db, &state.config)
                 .await
                 .map_err(ApiError)?,
         ))

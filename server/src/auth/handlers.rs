@@ -135,7 +135,9 @@ async fn callback(
         .await;
     };
     match provider.finish(&params, attempt).await {
-        Ok(identity) => complete_sign_in(&state, &session, &identity, &next).await,
+        Ok(identity) => {
+            complete_sign_in(&state, &session, &identity, session::METHOD_OIDC, &next).await
+        }
         Err(e) => failed(&session, &e, &next).await,
     }
 }
@@ -145,6 +147,7 @@ async fn complete_sign_in(
     state: &AppState,
     session: &Session,
     identity: &Identity,
+    method: &str,
     next: &str,
 ) -> Response {
     let user_id = match accounts::sign_in(&state.db, identity, &state.group_policy()).await {
@@ -161,6 +164,7 @@ async fn complete_sign_in(
             .insert(SIGNED_IN_AT, chrono::Utc::now().timestamp_millis())
             .await?;
         session.insert(session::CSRF_TOKEN, random_token()).await?;
+        session.insert(session::SIGN_IN_METHOD, method).await?;
         session.remove_value(SIGN_IN_FAILURE).await?;
         Ok::<_, tower_sessions::session::Error>(())
     }
@@ -178,8 +182,12 @@ struct TokenForm {
     csrf_token: String,
 }
 
-async fn logout(session: Session, Form(form): Form<TokenForm>) -> Response {
-    if !csrf::token_matches(&session, &form.csrf_token).await {
+async fn logout(
+    headers: axum::http::HeaderMap,
+    session: Session,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    if !csrf::token_matches(&session, &headers, &form.csrf_token).await {
         return (
             StatusCode::FORBIDDEN,
             "Sign-out refused: the form is out of date. Reload the page and sign out again.\n",
@@ -242,7 +250,7 @@ async fn dev_sign_in(
         ))
         .into_response()
     };
-    if !csrf::token_matches(&session, &form.csrf_token).await {
+    if !csrf::token_matches(&session, &headers, &form.csrf_token).await {
         return back("The form was out of date; it has been renewed. Sign in again.");
     }
     let username = form.username.trim();
@@ -270,7 +278,7 @@ async fn dev_sign_in(
         email: None,
         groups,
     };
-    complete_sign_in(&state, &session, &identity, &next).await
+    complete_sign_in(&state, &session, &identity, session::METHOD_DEV, &next).await
 }
 
 async fn me(MaybeUser(user): MaybeUser) -> Response {

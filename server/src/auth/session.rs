@@ -2,10 +2,20 @@
 //! the pool sea-orm already holds). Cookies are `HttpOnly`, `Secure`, `SameSite=Lax` (Strict
 //! would lose the session on the redirect back from the provider) and expire after inactivity;
 //! a background task deletes expired sessions.
+//!
+//! A session is stored only for a signed-in user or a sign-in in progress: anonymous page
+//! views write nothing (their form token is a cookie, see [`super::csrf`]). A signed-in
+//! session's expiry moves with its use ([`keep_alive`]), at most once a minute, so
+//! `session_inactivity_secs` is an inactivity limit and `session_max_age_secs` the lifetime.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::Request;
+use axum::middleware::Next;
+use axum::response::Response;
 use base64::Engine as _;
 use sea_orm::{DatabaseConnection, DbBackend};
 use tower_sessions::cookie::SameSite;
@@ -21,6 +31,12 @@ pub const COOKIE: &str = "copr_pools_session";
 pub const USER_ID: &str = "user_id";
 pub const SIGNED_IN_AT: &str = "signed_in_at";
 pub const CSRF_TOKEN: &str = "csrf_token";
+/// When the session's expiry was last moved forward (Unix ms).
+pub const LAST_SEEN: &str = "last_seen";
+/// How the user signed in: [`METHOD_OIDC`] or [`METHOD_DEV`].
+pub const SIGN_IN_METHOD: &str = "sign_in_method";
+pub const METHOD_OIDC: &str = "oidc";
+pub const METHOD_DEV: &str = "dev";
 pub const OIDC_ATTEMPT: &str = "oidc_attempt";
 pub const SIGN_IN_FAILURE: &str = "sign_in_failure";
 
@@ -122,14 +138,45 @@ impl ExpiredDeletion for Store {
     }
 }
 
-/// The session's CSRF token for forms, created on first use.
-pub async fn csrf_token(session: &Session) -> Result<String, tower_sessions::session::Error> {
-    if let Some(t) = session.get::<String>(CSRF_TOKEN).await? {
-        return Ok(t);
+/// How often a signed-in session's stored expiry is moved forward: a minute, or a tenth of
+/// the inactivity limit when that is shorter. Between two moves a session may end up to this
+/// much earlier than its last use plus the limit.
+pub fn refresh_every(inactivity: Duration) -> Duration {
+    (inactivity / 10).min(Duration::from_secs(60))
+}
+
+/// Middleware inside the session layer: a request of a signed-in user moves the session's
+/// expiry forward (by saving it) when it was last moved more than [`refresh_every`] ago.
+/// Anonymous requests are left alone, so they never create a session.
+pub async fn keep_alive(
+    State(inactivity): State<Duration>,
+    req: Request<Body>,
+    next: Next,
+) -> Response {
+    let session = req.extensions().get::<Session>().cloned();
+    let res = next.run(req).await;
+    if let Some(session) = session
+        && let Err(e) = touch(&session, refresh_every(inactivity)).await
+    {
+        tracing::warn!(error = %e, "cannot extend the session");
     }
-    let token = random_token();
-    session.insert(CSRF_TOKEN, &token).await?;
-    Ok(token)
+    res
+}
+
+async fn touch(session: &Session, every: Duration) -> Result<(), tower_sessions::session::Error> {
+    // A request without a session cookie has no id: nothing to load, nothing to extend.
+    if session.id().is_none() || session.get::<i32>(USER_ID).await?.is_none() {
+        return Ok(());
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let last = match session.get::<i64>(LAST_SEEN).await? {
+        Some(t) => t,
+        None => session.get::<i64>(SIGNED_IN_AT).await?.unwrap_or(0),
+    };
+    if now.saturating_sub(last) >= every.as_millis() as i64 {
+        session.insert(LAST_SEEN, now).await?;
+    }
+    Ok(())
 }
 
 /// 32 random bytes from the operating system, URL-safe base64.

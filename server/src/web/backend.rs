@@ -8,8 +8,8 @@ use tower_sessions::Session;
 
 use super::AppState;
 use crate::accounts::{self, CurrentUser};
+use crate::auth::csrf;
 use crate::auth::current::{current_user, require, require_admin, require_member};
-use crate::auth::session::csrf_token;
 use crate::engine::store::pool_counts;
 use crate::entities::{audit_events, memberships, pools, teams, users};
 
@@ -38,12 +38,7 @@ impl ServerBackend {
 
     async fn user(&self) -> Result<Option<CurrentUser>, AppError> {
         let session = self.session().await?;
-        current_user(
-            &session,
-            &self.state.db,
-            self.state.config.session_max_age_secs,
-        )
-        .await
+        current_user(&session, &self.state.db, &self.state.config).await
     }
 }
 
@@ -57,16 +52,24 @@ impl Backend for ServerBackend {
 
     async fn session(&self) -> Result<SessionInfo, AppError> {
         let session = ServerBackend::session(self).await?;
-        let user = current_user(
-            &session,
-            &self.state.db,
-            self.state.config.session_max_age_secs,
-        )
-        .await?;
-        let token = csrf_token(&session).await.map_err(|e| {
-            tracing::error!(error = %e, "cannot store the form token");
-            AppError::Internal
-        })?;
+        let user = current_user(&session, &self.state.db, &self.state.config).await?;
+        let headers = leptos_axum::extract::<http::HeaderMap>()
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot read the request headers");
+                AppError::Internal
+            })?;
+        // Anonymous visitors get their form token as a cookie: nothing is stored for them.
+        let (token, set_cookie) = csrf::form_token(&session, &headers).await;
+        if let Some(cookie) = set_cookie {
+            let response = leptos::prelude::use_context::<leptos_axum::ResponseOptions>();
+            match (response, http::HeaderValue::from_str(&cookie)) {
+                (Some(response), Ok(value)) => {
+                    response.append_header(http::header::SET_COOKIE, value)
+                }
+                _ => tracing::warn!("cannot set the form cookie on this response"),
+            }
+        }
         Ok(SessionInfo {
             user: user.map(|u| UserSummary {
                 username: u.username,

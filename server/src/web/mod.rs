@@ -20,7 +20,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::accounts::GroupPolicy;
 use crate::auth::oidc::Provider;
-use crate::auth::session::Store;
+use crate::auth::session::{self, Store};
 use crate::auth::{csrf, handlers};
 use crate::config::Config;
 use crate::engine::Engine;
@@ -91,11 +91,43 @@ pub fn router(state: AppState, store: &Store) -> Router {
             AppState,
             _,
         >(context, shell))
+        .layer(axum::middleware::from_fn_with_state(
+            inactivity,
+            session::keep_alive,
+        ))
         .layer(store.layer(inactivity))
         .layer(axum::middleware::from_fn(csrf::refuse_cross_site))
+        .layer(axum::middleware::from_fn(security_headers))
         // Spans name the path only: query strings carry sign-in codes and states.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
         }))
         .with_state(state)
+}
+
+/// Headers every web response carries: no framing by other sites (clickjacking), no MIME
+/// sniffing, and no full URLs (which may carry sign-in codes) sent to other sites.
+pub async fn security_headers(
+    req: axum::http::Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        );
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
+    res
 }

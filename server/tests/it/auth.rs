@@ -220,23 +220,204 @@ async fn session_cookies_are_safe_and_rotated_at_sign_in() {
         let (_, headers, _) = b.get("/auth/dev").await;
         let cookie = headers
             .get("set-cookie")
-            .expect("a session for the form token")
+            .expect("a form cookie for the anonymous form token")
             .to_str()
             .unwrap()
             .to_string();
-        for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.starts_with("__Host-copr_pools_form="), "{cookie}");
+        for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
             assert!(cookie.contains(attr), "{cookie}");
         }
-        let before = b.cookies["copr_pools_session"].clone();
+        assert!(!cookie.contains("Domain"), "{cookie}");
+        assert!(
+            !b.cookies.contains_key("copr_pools_session"),
+            "no session for a visitor"
+        );
         b.dev_sign_in("erin", &[]).await;
-        let after = b.cookies["copr_pools_session"].clone();
-        assert_ne!(before, after, "a new session id at sign-in (no fixation)");
+        let first = b.cookies["copr_pools_session"].clone();
+        // Signing in again (as someone else, say) gets yet another id.
+        b.dev_sign_in("erin", &[]).await;
+        let second = b.cookies["copr_pools_session"].clone();
+        assert_ne!(first, second, "a new session id at sign-in (no fixation)");
 
         // The old session id no longer signs anyone in.
         let mut attacker = Browser::new(&app);
-        attacker.cookies.insert("copr_pools_session".into(), before);
+        attacker.cookies.insert("copr_pools_session".into(), first);
         let (status, _, _) = attacker.get("/api/v1/me").await;
         assert_eq!(status, 401);
+    })
+    .await;
+}
+
+/// The store, the browser's session id and its stored record.
+async fn stored_session(
+    t: &crate::support::TestDb,
+    b: &Browser<'_>,
+) -> (
+    copr_pools::auth::session::Store,
+    tower_sessions::session::Id,
+    tower_sessions::session::Record,
+) {
+    use tower_sessions::session_store::SessionStore;
+    let store = copr_pools::auth::session::Store::new(&t.db, t.settings.schema.as_deref())
+        .await
+        .unwrap();
+    let id: tower_sessions::session::Id = b.cookies["copr_pools_session"].parse().unwrap();
+    let record = store
+        .load(&id)
+        .await
+        .unwrap()
+        .expect("the session is stored");
+    (store, id, record)
+}
+
+/// How many sessions the store holds.
+async fn session_rows(t: &crate::support::TestDb) -> i64 {
+    use sea_orm::ConnectionTrait;
+    let table = match &t.settings.schema {
+        Some(schema) => format!("{schema}.session"),
+        None => "tower_sessions".to_string(),
+    };
+    let row =
+        t.db.query_one(sea_orm::Statement::from_string(
+            t.db.get_database_backend(),
+            format!("SELECT count(*) AS n FROM {table}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+#[tokio::test]
+async fn anonymous_page_views_write_nothing() {
+    each_db(|t| async move {
+        let app = TestApp::with_config(&t, dev_config()).await;
+        for _ in 0..1000 {
+            let (status, headers, _) = app
+                .request(
+                    http::Request::get("/")
+                        .body(axum::body::Body::empty())
+                        .unwrap(),
+                )
+                .await;
+            assert_eq!(status, 200);
+            assert!(
+                headers
+                    .get_all("set-cookie")
+                    .iter()
+                    .all(|c| !c.to_str().unwrap().starts_with("copr_pools_session=")),
+                "a visitor got a session"
+            );
+        }
+        // The sign-in form too: its token is the visitor's cookie, not a stored session.
+        let mut b = Browser::new(&app);
+        for _ in 0..5 {
+            b.get("/auth/dev").await;
+        }
+        assert_eq!(session_rows(&t).await, 0, "anonymous views stored sessions");
+        // And the cookie's token signs in (a session is stored only then).
+        b.dev_sign_in("visitor", &[]).await;
+        assert_eq!(session_rows(&t).await, 1);
+        // A forged token, or one without its cookie, does not.
+        let token = {
+            let mut other = Browser::new(&app);
+            other.csrf_token().await
+        };
+        let mut c = Browser::new(&app);
+        c.get("/auth/dev").await;
+        let (_, headers, _) = c
+            .post_form(
+                "/auth/dev/sign-in",
+                &[("csrf_token", &token), ("username", "mallory")],
+            )
+            .await;
+        assert!(
+            headers["location"]
+                .to_str()
+                .unwrap()
+                .contains("out%20of%20date")
+                || headers["location"]
+                    .to_str()
+                    .unwrap()
+                    .contains("out+of+date"),
+            "{headers:?}"
+        );
+        assert_eq!(session_rows(&t).await, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn activity_keeps_a_session_alive_up_to_its_maximum_age() {
+    use tower_sessions::session_store::SessionStore;
+    each_db(|t| async move {
+        let mut config = dev_config();
+        config.session_inactivity_secs = 600;
+        let app = TestApp::with_config(&t, config).await;
+        let mut b = Browser::new(&app);
+        b.dev_sign_in("ursula", &[]).await;
+        let (store, id, mut record) = stored_session(&t, &b).await;
+        // Ten minutes ago the session was last extended; it would end in 30 s.
+        record.data.insert(
+            "last_seen".into(),
+            (chrono::Utc::now().timestamp_millis() - 600_000).into(),
+        );
+        record.expiry_date = tower_sessions::cookie::time::OffsetDateTime::now_utc()
+            + tower_sessions::cookie::time::Duration::seconds(30);
+        store.save(&record).await.unwrap();
+
+        let (status, headers, _) = b.get("/api/v1/me").await;
+        assert_eq!(status, 200);
+        let record = store
+            .load(&id)
+            .await
+            .unwrap()
+            .expect("the session is stored");
+        let left = record.expiry_date - tower_sessions::cookie::time::OffsetDateTime::now_utc();
+        assert!(
+            left > tower_sessions::cookie::time::Duration::seconds(590),
+            "using the session moved its end to a full inactivity period away, not {left}"
+        );
+        let cookie = headers["set-cookie"].to_str().unwrap();
+        assert!(
+            cookie.contains("Max-Age=600") || cookie.contains("Max-Age=599"),
+            "{cookie}"
+        );
+
+        // Right after, another request writes nothing.
+        let before = store.load(&id).await.unwrap().unwrap().expiry_date;
+        let (_, headers, _) = b.get("/api/v1/me").await;
+        assert!(headers.get("set-cookie").is_none(), "saved again at once");
+        assert_eq!(store.load(&id).await.unwrap().unwrap().expiry_date, before);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn development_sign_ins_end_when_the_development_sign_in_is_turned_off() {
+    each_db(|t| async move {
+        let on = TestApp::with_config(&t, dev_config()).await;
+        let mut b = Browser::new(&on);
+        b.dev_sign_in("dave", &["copr-admins"]).await;
+        assert_eq!(b.get("/api/v1/me").await.0, 200);
+
+        // The same database, restarted without dev_login.
+        let off = TestApp::new(&t).await;
+        let mut stale = Browser::new(&off);
+        stale.cookies = b.cookies.clone();
+        assert_eq!(stale.get("/api/v1/me").await.0, 401);
+        let (status, headers, _) = stale.get("/admin").await;
+        assert!(
+            status.is_redirection()
+                && headers["location"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("/auth/login"),
+            "no admin pages either: {status}"
+        );
+        // And it is gone for good, even if dev_login comes back.
+        assert_eq!(b.get("/api/v1/me").await.0, 401);
     })
     .await;
 }
@@ -394,15 +575,7 @@ async fn expired_sessions_end_whatever_their_activity() {
         assert_eq!(b.get("/api/v1/me").await.0, 200);
         // Age the sign-in in the stored session, as a minute passing would.
         use tower_sessions::session_store::SessionStore;
-        let store = copr_pools::auth::session::Store::new(&t.db, t.settings.schema.as_deref())
-            .await
-            .unwrap();
-        let id: tower_sessions::session::Id = b.cookies["copr_pools_session"].parse().unwrap();
-        let mut record = store
-            .load(&id)
-            .await
-            .unwrap()
-            .expect("the session is stored");
+        let (store, _, mut record) = stored_session(&t, &b).await;
         record.data.insert(
             "signed_in_at".into(),
             (chrono::Utc::now().timestamp_millis() - 61_000).into(),
