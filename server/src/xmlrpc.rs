@@ -5,16 +5,25 @@
 //! Routine conditions never produce a fault, because Python's client retries faults forever:
 //! an unknown ticket collects as all-`nil`, closing one twice or closing an unknown one is
 //! harmless. Malformed calls get a fault that says what was wrong; oversized bodies get 413.
+//!
+//! Like resalloc's, this API has no authentication, so it must never be reachable from a web
+//! page: any page a developer has open could otherwise post `closeTicket` for every ticket
+//! id to the loopback listener. Browsers cannot send `Content-Type: text/xml` across origins
+//! without a preflight this server never answers, and they mark their requests with `Origin`
+//! and `Sec-Fetch-Site`; such requests get 403. Hostile XML (deep nesting, huge texts, huge
+//! arrays) is refused by a streaming pre-check before anything is built from it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use dxr::{Fault, FaultResponse, MethodCall, MethodResponse, Value};
+use quick_xml::events::Event;
 
 use crate::engine::Engine;
 use crate::engine::model::TState;
@@ -55,13 +64,136 @@ const METHODS: &[(&str, &str)] = &[
 /// How often a `waitTicket` caller re-reads its ticket when no wake-up came (resalloc: 10 s).
 const WAIT_RECHECK: Duration = Duration::from_secs(10);
 
+/// Limits on a request's XML, far above anything resalloc's clients send (Copr's backend
+/// sends a handful of tags and a sandbox name, nested 7 elements deep).
+pub const MAX_DEPTH: usize = 32;
+pub const MAX_VALUES: usize = 10_000;
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+pub const MAX_METHOD_NAME_BYTES: usize = 128;
+
 /// The XML-RPC router, to be served on its own address.
 pub fn router(engine: Engine, max_body_bytes: usize) -> axum::Router {
     axum::Router::new()
         .route("/", post(handle).get(not_post))
         .route("/RPC2", post(handle).get(not_post))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(refuse_browsers))
         .with_state(engine)
+}
+
+/// Why a request looks like it came from a web page, or lacks XML-RPC's content type.
+pub fn browser_reason(headers: &HeaderMap) -> Option<String> {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        return Some(format!(
+            "requests from web pages are refused (Origin: {})",
+            origin.to_str().unwrap_or("?")
+        ));
+    }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && site.as_bytes() != b"none"
+    {
+        return Some(format!(
+            "requests from web pages are refused (Sec-Fetch-Site: {})",
+            site.to_str().unwrap_or("?")
+        ));
+    }
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match media_type.as_deref() {
+        Some("text/xml") => None,
+        Some(other) => Some(format!(
+            "XML-RPC requests are sent as Content-Type: text/xml, not {other}"
+        )),
+        None => Some("XML-RPC requests are sent as Content-Type: text/xml".to_string()),
+    }
+}
+
+/// Middleware: 403 with a one-line reason for anything [`browser_reason`] objects to.
+async fn refuse_browsers(req: Request<Body>, next: Next) -> Response {
+    if req.method() == axum::http::Method::POST
+        && let Some(reason) = browser_reason(req.headers())
+    {
+        tracing::warn!(%reason, "XML-RPC request refused");
+        return (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("Refused: {reason}.\n"),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Reads the request's XML as a stream of events, without building anything, and refuses it
+/// when it nests deeper than [`MAX_DEPTH`], holds more than [`MAX_VALUES`] values, a text
+/// longer than [`MAX_TEXT_BYTES`] or a method name longer than [`MAX_METHOD_NAME_BYTES`].
+/// Stops at the first excess, so a hostile request costs at most one pass over its bytes.
+pub fn check_shape(xml: &str) -> Result<(), String> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut depth = 0usize;
+    let mut values = 0usize;
+    let mut in_method_name = false;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(format!(
+                        "the request nests deeper than {MAX_DEPTH} elements"
+                    ));
+                }
+                let name = e.local_name();
+                if name.as_ref() == "value" {
+                    values += 1;
+                }
+                in_method_name = name.as_ref() == "methodName";
+            }
+            Ok(Event::Empty(e)) => {
+                if e.local_name().as_ref() == "value" {
+                    values += 1;
+                }
+            }
+            Ok(Event::End(_)) => {
+                depth = depth.saturating_sub(1);
+                in_method_name = false;
+            }
+            Ok(Event::Text(t)) => {
+                let len = t.len();
+                if in_method_name && len > MAX_METHOD_NAME_BYTES {
+                    return Err(format!(
+                        "the method name is longer than {MAX_METHOD_NAME_BYTES} bytes"
+                    ));
+                }
+                if len > MAX_TEXT_BYTES {
+                    return Err(format!(
+                        "a value is longer than {} KiB",
+                        MAX_TEXT_BYTES / 1024
+                    ));
+                }
+            }
+            Ok(Event::CData(t)) => {
+                if t.len() > MAX_TEXT_BYTES {
+                    return Err(format!(
+                        "a value is longer than {} KiB",
+                        MAX_TEXT_BYTES / 1024
+                    ));
+                }
+            }
+            Ok(Event::DocType(_)) => {
+                return Err("document type declarations are not allowed".to_string());
+            }
+            Ok(Event::Eof) => return Ok(()),
+            Ok(_) => {}
+            // The real parse says what is wrong with the XML itself.
+            Err(_) => return Ok(()),
+        }
+        if values > MAX_VALUES {
+            return Err(format!("the request holds more than {MAX_VALUES} values"));
+        }
+    }
 }
 
 async fn not_post() -> Response {
@@ -82,12 +214,15 @@ fn refuse<T>(message: impl Into<String>) -> Result<T, Refusal> {
 
 async fn handle(State(engine): State<Engine>, body: Bytes) -> Response {
     let result = match std::str::from_utf8(&body) {
-        Ok(text) => match MethodCall::from_xml(text) {
-            Ok(call) => dispatch(&engine, &call.name, call.params).await,
-            Err(e) => refuse(format!(
-                "malformed XML-RPC request: {}",
-                short(&e.to_string())
-            )),
+        Ok(text) => match check_shape(text) {
+            Err(why) => refuse(format!("request refused: {why}")),
+            Ok(()) => match MethodCall::from_xml(text) {
+                Ok(call) => dispatch(&engine, &call.name, call.params).await,
+                Err(e) => refuse(format!(
+                    "malformed XML-RPC request: {}",
+                    short(&e.to_string())
+                )),
+            },
         },
         Err(_) => refuse("the request body is not UTF-8 text"),
     };

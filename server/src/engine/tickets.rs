@@ -124,21 +124,30 @@ struct Slot {
 }
 
 impl Waiters {
-    fn subscribe(&self, id: i64) -> Arc<Slot> {
-        self.map
+    /// Registers a waiter for the ticket. Dropping the guard (the call returned, or its
+    /// client went away and the call was dropped) unregisters it.
+    fn subscribe(&self, id: i64) -> WaiterGuard<'_> {
+        let slot = self
+            .map
             .lock()
             .expect("waiters lock")
             .entry(id)
             .or_default()
-            .clone()
+            .clone();
+        WaiterGuard {
+            waiters: self,
+            id,
+            slot: Some(slot),
+        }
     }
 
-    fn unsubscribe(&self, id: i64, slot: Arc<Slot>) {
-        let mut map = self.map.lock().expect("waiters lock");
-        drop(slot);
-        if map.get(&id).is_some_and(|n| Arc::strong_count(n) == 1) {
-            map.remove(&id);
-        }
+    /// How many tickets have someone waiting for them.
+    pub fn len(&self) -> usize {
+        self.map.lock().expect("waiters lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Tells everyone waiting for these tickets that they got a machine with this data.
@@ -154,6 +163,33 @@ impl Waiters {
     }
 }
 
+/// One `waitTicket` call's registration; removes the ticket's slot with the last waiter.
+struct WaiterGuard<'a> {
+    waiters: &'a Waiters,
+    id: i64,
+    slot: Option<Arc<Slot>>,
+}
+
+impl std::ops::Deref for WaiterGuard<'_> {
+    type Target = Slot;
+
+    fn deref(&self) -> &Slot {
+        self.slot
+            .as_ref()
+            .expect("the slot lives as long as its guard")
+    }
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.waiters.map.lock().expect("waiters lock");
+        drop(self.slot.take());
+        if map.get(&self.id).is_some_and(|n| Arc::strong_count(n) == 1) {
+            map.remove(&self.id);
+        }
+    }
+}
+
 /// Waits until the ticket has a machine and returns the machine's data (resalloc's
 /// `waitTicket`). Re-reads the ticket every `recheck` in case the assignment happened on
 /// another replica. Returns None for an unknown ticket.
@@ -163,27 +199,86 @@ pub async fn wait(
     id: i64,
     recheck: Duration,
 ) -> Result<Option<Vec<u8>>, DbErr> {
+    // The guard unregisters the waiter however this ends, dropped halfway included.
     let slot = waiters.subscribe(id);
-    let result = async {
-        loop {
-            let notified = slot.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(data) = slot.data.lock().expect("slot lock").clone() {
-                return Ok(Some(data));
-            }
-            match collect(db, id).await? {
-                None => return Ok(None),
-                Some(t) if t.ready() => return Ok(Some(t.output.unwrap_or_default())),
-                Some(_) => {}
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = tokio::time::sleep(recheck) => {}
-            }
+    loop {
+        let notified = slot.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(data) = slot.data.lock().expect("slot lock").clone() {
+            return Ok(Some(data));
+        }
+        match collect(db, id).await? {
+            None => return Ok(None),
+            Some(t) if t.ready() => return Ok(Some(t.output.unwrap_or_default())),
+            Some(_) => {}
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(recheck) => {}
         }
     }
-    .await;
-    waiters.unsubscribe(id, slot);
-    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{self, DbSettings};
+
+    async fn database(dir: &std::path::Path) -> DatabaseConnection {
+        let db = db::connect(&DbSettings {
+            url: format!("sqlite://{}?mode=rwc", dir.join("t.sqlite").display()),
+            max_connections: 2,
+            schema: None,
+        })
+        .await
+        .unwrap();
+        db::migrate(&db).await.unwrap();
+        db
+    }
+
+    #[tokio::test]
+    async fn callers_who_leave_leave_no_waiter_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = database(dir.path()).await;
+        let waiters = Waiters::default();
+        let open = take(&db, vec!["copr_builder".into()], None).await.unwrap();
+
+        // 100,000 calls dropped at their first await (a client that went away at once),
+        // spread over 1,000 tickets: each is polled once and dropped.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        for i in 0..100_000i64 {
+            let id = if i % 1000 == 0 {
+                open
+            } else {
+                1_000_000 + i % 1000
+            };
+            let call = std::pin::pin!(wait(&db, &waiters, id, Duration::from_secs(10)));
+            let _ = std::future::Future::poll(call, &mut cx);
+        }
+        assert_eq!(waiters.len(), 0, "abandoned calls left waiters behind");
+
+        // 200 calls parked on an open ticket, then dropped (their clients disconnected).
+        let waiters = Arc::new(waiters);
+        let calls: Vec<_> = (0..200)
+            .map(|_| {
+                let (db, waiters) = (db.clone(), waiters.clone());
+                tokio::spawn(
+                    async move { wait(&db, &waiters, open, Duration::from_secs(3600)).await },
+                )
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while waiters.len() != 1 && tokio::time::Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(waiters.len(), 1, "the parked calls share one ticket's slot");
+        for call in &calls {
+            call.abort();
+        }
+        for call in calls {
+            assert!(call.await.unwrap_err().is_cancelled());
+        }
+        assert_eq!(waiters.len(), 0, "dropped calls left their slot behind");
+    }
 }

@@ -294,3 +294,243 @@ async fn fake_cloud_machines_start_through_the_engine() {
     drop(rpc);
     t.cleanup().await;
 }
+
+/// A `closeTicket` call, as a hostile page would post it.
+fn close_call(id: i32) -> String {
+    format!(
+        "<?xml version=\"1.0\"?><methodCall><methodName>closeTicket</methodName><params>\
+         <param><value><int>{id}</int></value></param></params></methodCall>"
+    )
+}
+
+async fn is_closed(client: &copr_pools::bench::RpcClient, id: i32) -> bool {
+    let dxr::Value::Struct(m) = client
+        .call("collectTicket", vec![dxr::Value::Integer(id)])
+        .await
+        .unwrap()
+    else {
+        panic!("collectTicket answers a struct")
+    };
+    m["closed"] == dxr::Value::Boolean(true)
+}
+
+#[tokio::test]
+async fn browsers_cannot_call_the_xmlrpc_api() {
+    let t = TestDb::new(crate::support::Kind::Sqlite).await;
+    let rpc = start(&t, &[], 1 << 20).await;
+    let client = copr_pools::bench::RpcClient::new(&format!("{}/RPC2", rpc.url));
+    let id = client.take(&["copr_builder"], "@team/p--u").await.unwrap();
+
+    // The headers Chromium sends for each way a page can post to another port of this host.
+    let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
+    let browser_requests: &[(&str, &[(&str, &str)])] = &[
+        (
+            "fetch(url, {method: 'POST', mode: 'no-cors', body})",
+            &[
+                ("content-type", "text/plain;charset=UTF-8"),
+                ("origin", "http://127.0.0.1:3000"),
+                ("referer", "http://127.0.0.1:3000/"),
+                ("sec-fetch-site", "same-site"),
+                ("sec-fetch-mode", "no-cors"),
+                ("sec-fetch-dest", "empty"),
+                ("accept", "*/*"),
+                ("user-agent", chrome),
+            ],
+        ),
+        (
+            "<form method=post enctype=text/plain> on another site",
+            &[
+                ("content-type", "text/plain"),
+                ("origin", "https://evil.example"),
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "navigate"),
+                ("sec-fetch-dest", "document"),
+                ("sec-fetch-user", "?1"),
+                ("user-agent", chrome),
+            ],
+        ),
+        (
+            "a form post from a sandboxed frame",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("origin", "null"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+        ),
+        (
+            "an old browser without fetch metadata",
+            &[("content-type", "text/plain")],
+        ),
+        (
+            "a CORS request that declares text/xml",
+            &[
+                ("content-type", "text/xml"),
+                ("origin", "http://127.0.0.1:3000"),
+            ],
+        ),
+        (
+            "text/xml with Sec-Fetch-Site",
+            &[
+                ("content-type", "text/xml"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+        ),
+    ];
+    let http = reqwest::Client::new();
+    for (what, headers) in browser_requests {
+        let mut req = http.post(format!("{}/RPC2", rpc.url)).body(close_call(id));
+        for (k, v) in *headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 403, "{what}");
+        let text = res.text().await.unwrap();
+        assert!(
+            text.starts_with("Refused: ") && text.trim_end().lines().count() == 1,
+            "{what}: {text:?}"
+        );
+        assert!(!is_closed(&client, id).await, "{what} closed the ticket");
+    }
+
+    // resalloc's client (Python's xmlrpc.client: text/xml, no Origin) still works.
+    client
+        .call("closeTicket", vec![dxr::Value::Integer(id)])
+        .await
+        .unwrap();
+    assert!(is_closed(&client, id).await);
+    drop(rpc);
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn hostile_xml_gets_a_fast_answer_and_the_server_keeps_serving() {
+    let t = TestDb::new(crate::support::Kind::Sqlite).await;
+    let head =
+        "<?xml version='1.0'?><methodCall><methodName>takeTicket</methodName><params><param>";
+    let tail = "</param></params></methodCall>";
+    let deep = format!(
+        "{head}{}<value><string>x</string></value>{}{tail}",
+        "<value><array><data>".repeat(20_000),
+        "</data></array></value>".repeat(20_000)
+    );
+    let long_string = format!(
+        "{head}<value><array><data><value><string>copr_builder</string></value></data></array></value>\
+         </param><param><value><string>{}</string></value>{tail}",
+        "s".repeat(1 << 20)
+    );
+    let members = format!(
+        "{head}<value><array><data>{}</data></array></value>{tail}",
+        "<value><string>t</string></value>".repeat(100_000)
+    );
+    let method_name = format!(
+        "<?xml version='1.0'?><methodCall><methodName>{}</methodName><params></params></methodCall>",
+        "m".repeat(1 << 20)
+    );
+    // With the default body limit, and with one large enough to let every body through to
+    // the XML checks.
+    for max_body in [1usize << 20, 64 << 20] {
+        let rpc = start(&t, &[], max_body).await;
+        let http = reqwest::Client::new();
+        for (what, body) in [
+            ("20,000 nested arrays", &deep),
+            ("a 1 MiB string", &long_string),
+            ("100,000 array members", &members),
+            ("a 1 MiB method name", &method_name),
+        ] {
+            // The best of three, so a busy test machine does not decide the figure.
+            let mut best = Duration::MAX;
+            for _ in 0..3 {
+                let started = std::time::Instant::now();
+                let res = http
+                    .post(format!("{}/RPC2", rpc.url))
+                    .header("content-type", "text/xml")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{what} (limit {max_body}): {e}"));
+                let status = res.status();
+                let text = res.text().await.unwrap_or_default();
+                best = best.min(started.elapsed());
+                assert!(
+                    status.is_client_error() || (status == 200 && text.contains("<fault>")),
+                    "{what} (limit {max_body}): {status} {}",
+                    &text[..text.len().min(300)]
+                );
+            }
+            eprintln!("{what}, body limit {max_body}: answered in {best:?}");
+            assert!(
+                best < Duration::from_millis(100),
+                "{what} (limit {max_body}) took {best:?}"
+            );
+            let (status, text) = post(
+                &rpc.url,
+                "<methodCall><methodName>system.listMethods</methodName><params></params></methodCall>",
+            )
+            .await;
+            assert!(
+                status == 200 && text.contains("takeTicket"),
+                "still serving after {what}"
+            );
+        }
+        drop(rpc);
+    }
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn wait_ticket_callers_who_hang_up_leave_no_waiter_behind() {
+    use tokio::io::AsyncWriteExt;
+    let t = TestDb::new(crate::support::Kind::Sqlite).await;
+    // No pools: every ticket waits for ever.
+    let rpc = start(&t, &[], 1 << 20).await;
+    let client = copr_pools::bench::RpcClient::new(&format!("{}/RPC2", rpc.url));
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(
+            client
+                .take(&["copr_builder"], &format!("s{i}"))
+                .await
+                .unwrap(),
+        );
+    }
+    let addr = rpc.url.trim_start_matches("http://").to_string();
+    let mut sockets = Vec::new();
+    for i in 0..500 {
+        let body = format!(
+            "<?xml version='1.0'?><methodCall><methodName>waitTicket</methodName><params>\
+             <param><value><int>{}</int></value></param></params></methodCall>",
+            ids[i % ids.len()]
+        );
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(
+            format!(
+                "POST /RPC2 HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        sockets.push(s);
+    }
+    let waiters = rpc.engine.clone();
+    crate::support::eventually(
+        "500 calls to wait on 20 tickets",
+        Duration::from_secs(30),
+        || {
+            let n = waiters.waiters().len();
+            async move { (n == 20).then_some(()) }
+        },
+    )
+    .await;
+    drop(sockets);
+    crate::support::eventually("every waiter to be gone", Duration::from_secs(30), || {
+        let n = waiters.waiters().len();
+        async move { (n == 0).then_some(()) }
+    })
+    .await;
+    // The API is none the worse for it.
+    assert!(!is_closed(&client, ids[0]).await);
+    drop(rpc);
+    t.cleanup().await;
+}
