@@ -208,14 +208,9 @@ async fn rig(config: &Config, args: &BenchArgs, pool: PoolConfig) -> anyhow::Res
     let conn = db::connect(&settings).await?;
     db::migrate(&conn).await?;
     crate::pools::save(&conn, &[pool], &Actor::System).await?;
-    let engine = Engine::new(
-        conn,
-        EngineSettings {
-            log_dir: dir.path().join("logs"),
-            period: Duration::from_secs(5),
-            livecheck_concurrency: 4,
-        },
-    );
+    let mut engine_settings = EngineSettings::new(dir.path().join("logs"));
+    engine_settings.livecheck_concurrency = 4;
+    let engine = Engine::new(conn, engine_settings);
     let stop = CancellationToken::new();
     {
         let (e, s) = (engine.clone(), stop.clone());

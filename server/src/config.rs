@@ -84,6 +84,7 @@ struct RawConfig {
     engine: bool,
     engine_period_secs: u64,
     livecheck_concurrency: usize,
+    hook_env_passthrough: Vec<String>,
     oidc_issuer: String,
     oidc_client_id: Option<String>,
     oidc_client_secret: Option<Secret>,
@@ -115,6 +116,7 @@ impl Default for RawConfig {
             engine: true,
             engine_period_secs: 5,
             livecheck_concurrency: 8,
+            hook_env_passthrough: Vec::new(),
             oidc_issuer: "https://id.fedoraproject.org/openidc/".into(),
             oidc_client_id: None,
             oidc_client_secret: None,
@@ -140,7 +142,12 @@ impl Default for RawConfig {
 }
 
 /// Keys whose value is a list: in the environment they are comma-separated.
-const LIST_KEYS: &[&str] = &["oidc_scopes", "admin_groups", "team_groups"];
+const LIST_KEYS: &[&str] = &[
+    "oidc_scopes",
+    "admin_groups",
+    "team_groups",
+    "hook_env_passthrough",
+];
 /// Keys that hold secrets and may instead be read from `<KEY>_FILE`.
 const SECRET_KEYS: &[&str] = &["oidc_client_secret"];
 
@@ -172,6 +179,9 @@ pub struct Config {
     pub engine: bool,
     pub engine_period_secs: u64,
     pub livecheck_concurrency: usize,
+    /// Names (or `PREFIX*`) of the server's environment variables that hooks also get, on
+    /// top of `PATH`, `HOME`, `LANG`, `LC_*`, `TMPDIR` and `TZ`.
+    pub hook_env_passthrough: Vec<String>,
     pub oidc: Option<OidcConfig>,
     pub admin_groups: Vec<String>,
     pub team_groups: TeamGroups,
@@ -313,6 +323,7 @@ impl Config {
                 ),
             ));
         }
+        validate_passthrough(&raw.hook_env_passthrough)?;
         let team_groups = if raw.team_groups.iter().any(|g| g == "*") {
             TeamGroups::All
         } else {
@@ -351,6 +362,7 @@ impl Config {
             engine: raw.engine,
             engine_period_secs: raw.engine_period_secs,
             livecheck_concurrency: raw.livecheck_concurrency,
+            hook_env_passthrough: raw.hook_env_passthrough,
             oidc,
             admin_groups: raw.admin_groups,
             team_groups,
@@ -373,6 +385,41 @@ fn parse_addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError>
             format!("{value:?} is not an address; write IP:PORT, e.g. 127.0.0.1:3000"),
         )
     })
+}
+
+/// Passthrough entries are variable names or `PREFIX*`; the server's own settings never pass.
+fn validate_passthrough(names: &[String]) -> Result<(), ConfigError> {
+    for name in names {
+        let bare = name.strip_suffix('*').unwrap_or(name);
+        if bare.is_empty() {
+            return Err(invalid(
+                "hook_env_passthrough",
+                format!(
+                    "{name:?} would hand hooks the server's whole environment; list the \
+                     variables hooks need (e.g. HTTPS_PROXY) or a prefix such as AWS_*"
+                ),
+            ));
+        }
+        if !bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(invalid(
+                "hook_env_passthrough",
+                format!(
+                    "{name:?} is not a variable name; use letters, digits and '_', optionally ending in '*'"
+                ),
+            ));
+        }
+        let is_prefix = name.ends_with('*');
+        if bare.starts_with(ENV_PREFIX) || (is_prefix && ENV_PREFIX.starts_with(bare)) {
+            return Err(invalid(
+                "hook_env_passthrough",
+                format!(
+                    "{name:?} would hand hooks the server's own settings and secrets \
+                     (COPR_POOLS_*); those never reach hooks"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn oidc_config(raw: &RawConfig) -> Result<Option<OidcConfig>, ConfigError> {
@@ -430,6 +477,16 @@ fn oidc_config(raw: &RawConfig) -> Result<Option<OidcConfig>, ConfigError> {
             "must be an http(s) URL ending in /auth/callback, e.g. https://pools.example.org/auth/callback",
         ));
     }
+    if redirect_url.scheme() == "http" && !is_loopback_host(&redirect_url) {
+        return Err(invalid(
+            "oidc_redirect_url",
+            format!(
+                "{redirect:?} is http:// on a host other than this machine: browsers drop the \
+                 session cookie (it is Secure) on plain http, so every sign-in would fail. Serve \
+                 copr-pools over https and use https://…/auth/callback"
+            ),
+        ));
+    }
     let issuer = url::Url::parse(&raw.oidc_issuer).map_err(|e| {
         invalid(
             "oidc_issuer",
@@ -451,6 +508,20 @@ fn oidc_config(raw: &RawConfig) -> Result<Option<OidcConfig>, ConfigError> {
         username_claim: raw.oidc_username_claim.clone(),
         groups_claim: raw.oidc_groups_claim.clone(),
     }))
+}
+
+/// `localhost`, `*.localhost` or a loopback address: where browsers accept Secure cookies
+/// over plain http.
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -562,6 +633,58 @@ mod tests {
                 .unwrap()
                 .dev_login
         );
+    }
+
+    fn oidc_env(redirect: &str) -> Vec<(String, String)> {
+        env(&[
+            ("COPR_POOLS_OIDC_CLIENT_ID", "copr-pools"),
+            ("COPR_POOLS_OIDC_CLIENT_SECRET", "s"),
+            ("COPR_POOLS_OIDC_REDIRECT_URL", redirect),
+        ])
+    }
+
+    #[test]
+    fn plain_http_redirects_are_refused_off_this_machine() {
+        for bad in [
+            "http://pools.example.org/auth/callback",
+            "http://10.0.0.5:3000/auth/callback",
+        ] {
+            let e = Config::load_from(None, oidc_env(bad)).unwrap_err();
+            let e = e.to_string();
+            assert!(
+                e.contains("`oidc_redirect_url`") && e.contains("https"),
+                "{e}"
+            );
+        }
+        for good in [
+            "https://pools.example.org/auth/callback",
+            "http://localhost:3000/auth/callback",
+            "http://127.0.0.1:3000/auth/callback",
+            "http://[::1]:3000/auth/callback",
+        ] {
+            assert!(
+                Config::load_from(None, oidc_env(good)).is_ok(),
+                "{good} was refused"
+            );
+        }
+    }
+
+    #[test]
+    fn hook_env_passthrough_takes_names_and_prefixes_but_never_the_servers_settings() {
+        let c = Config::load_from(
+            None,
+            env(&[("COPR_POOLS_HOOK_ENV_PASSTHROUGH", "HTTPS_PROXY,AWS_*")]),
+        )
+        .unwrap();
+        assert_eq!(c.hook_env_passthrough, vec!["HTTPS_PROXY", "AWS_*"]);
+        for bad in ["COPR_POOLS_DATABASE_URL", "COPR_*", "*", "A B", "X=1"] {
+            let e = Config::load_from(None, env(&[("COPR_POOLS_HOOK_ENV_PASSTHROUGH", bad)]))
+                .unwrap_err();
+            assert!(
+                e.to_string().contains("`hook_env_passthrough`"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -138,15 +138,38 @@ fn sqlite_parent_dir(url: &str) -> Option<String> {
     (!parent.is_empty()).then(|| parent.to_string())
 }
 
-/// The URL without its password, for messages.
+/// Query parameters of a database URL that carry secrets (libpq's names).
+const SECRET_PARAMS: &[&str] = &["password", "sslpassword"];
+
+/// The URL without its secrets (the password, and `password` / `sslpassword` parameters),
+/// for messages.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
+    let Ok(mut u) = url::Url::parse(url) else {
+        // Not a URL we can take apart: show only its scheme.
+        return match url.split_once(':') {
+            Some((scheme, _)) => format!("{scheme}:***"),
+            None => "***".to_string(),
+        };
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
     }
+    let secret_param = |k: &str| SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s));
+    if u.query_pairs().any(|(k, _)| secret_param(&k)) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret_param(&k) {
+                    "***".to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }
 
 #[cfg(test)]
@@ -172,5 +195,22 @@ mod tests {
     fn passwords_are_redacted() {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        let r = redact_url(
+            "postgres://u@h/db?sslmode=verify-full&password=hunter2&SSLPassword=keypass&application_name=copr",
+        );
+        assert!(!r.contains("hunter2") && !r.contains("keypass"), "{r}");
+        assert!(
+            r.contains("sslmode=verify-full") && r.contains("application_name=copr"),
+            "{r}"
+        );
+        assert!(
+            r.contains("password=***") || r.contains("password=%2A%2A%2A"),
+            "{r}"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/copr-pools.sqlite?mode=rwc"),
+            "sqlite://data/copr-pools.sqlite?mode=rwc"
+        );
+        assert!(!redact_url("postgres://u:p@ss word@h").contains("ss word"));
     }
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::audit::{self, Actor};
 use crate::engine::model::PoolConfig;
-use crate::engine::pools::{PoolError, from_model, to_model, validate_all};
+use crate::engine::pools::{PoolError, from_model, inline_secret_warnings, to_model, validate_all};
 use crate::entities::pools;
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +81,9 @@ pub async fn save(
 
     let now = Utc::now();
     let mut saved = Saved::default();
+    for warning in incoming.iter().flat_map(inline_secret_warnings) {
+        tracing::warn!(%warning, "pool command line");
+    }
     for p in incoming {
         let before = existing.get(&p.name);
         let model = to_model(p, now, before);
@@ -138,7 +141,7 @@ pub async fn save(
 /// hooks through the environment).
 fn definition_json(p: &PoolConfig) -> serde_json::Value {
     let yaml = crate::engine::pools::export_pools_yaml(std::slice::from_ref(p));
-    let value: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap_or_default();
+    let value: serde_norway::Value = serde_norway::from_str(&yaml).unwrap_or_default();
     serde_json::to_value(value.get(&p.name).cloned().unwrap_or_default()).unwrap_or_default()
 }
 

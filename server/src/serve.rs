@@ -1,5 +1,9 @@
 //! `copr-pools serve`: the web listener, the XML-RPC listener and the engine, with structured
 //! logs and a graceful shutdown on SIGTERM or SIGINT.
+//!
+//! Nothing dies silently: when the engine or a listener stops without being asked to (an
+//! error, a panic), the server logs why, shuts the rest down and exits non-zero, so systemd
+//! (or whatever runs it) restarts it; `/readyz` reports the failed engine meanwhile.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::session::Store;
 use crate::config::Config;
+use crate::engine::hooks::HookEnv;
 use crate::engine::{Engine, EngineSettings};
 use crate::web::{AppState, router};
 use crate::{db, telemetry, xmlrpc};
@@ -58,34 +63,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 _ = store.delete_expired_every(Duration::from_secs(300)) => {}
                 _ = stop.cancelled() => {}
             }
+            Ok(())
         });
     }
-    if config.engine {
+    // The engine is awaited on its own, so that its end is seen at once.
+    let mut engine_task = config.engine.then(|| {
         let (engine, stop) = (engine.clone(), shutdown.clone());
-        tasks.spawn(async move { engine.run(stop).await });
-    }
+        tokio::spawn(async move { engine.run(stop).await })
+    });
     {
         let stop = shutdown.clone();
         let app = xmlrpc::router(engine.clone(), config.xmlrpc_max_body_bytes);
         tasks.spawn(async move {
-            if let Err(e) = axum::serve(rpc, app)
+            axum::serve(rpc, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await
-            {
-                tracing::error!(error = %e, "the XML-RPC listener failed");
-            }
+                .map_err(|e| format!("the XML-RPC listener failed: {e}"))
         });
     }
     {
         let stop = shutdown.clone();
         let app = router(state, &store);
         tasks.spawn(async move {
-            if let Err(e) = axum::serve(web, app)
+            axum::serve(web, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await
-            {
-                tracing::error!(error = %e, "the web listener failed");
-            }
+                .map_err(|e| format!("the web listener failed: {e}"))
         });
     }
     tracing::info!(
@@ -95,29 +98,71 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "copr-pools is serving"
     );
 
-    wait_for_signal().await;
-    tracing::info!("shutting down");
+    let ended = tokio::select! {
+        _ = wait_for_signal() => None,
+        verdict = async {
+            match engine_task.as_mut() {
+                Some(task) => engine.supervise(task, &shutdown).await,
+                None => std::future::pending().await,
+            }
+        } => Some(Ended::Engine(verdict)),
+        task = tasks.join_next() => Some(Ended::Task(match task {
+            Some(Ok(Err(why))) => why,
+            Some(Err(join)) => format!("a server task panicked: {join}"),
+            _ => "a server task stopped without being asked to".to_string(),
+        })),
+    };
+    let failure = match ended {
+        None => None,
+        Some(Ended::Engine(verdict)) => {
+            // Its handle has been awaited to the end.
+            engine_task = None;
+            verdict
+                .err()
+                .map(|e| format!("the allocation engine stopped: {e}"))
+        }
+        Some(Ended::Task(why)) => Some(why),
+    };
+    match &failure {
+        None => tracing::info!("shutting down"),
+        Some(why) => {
+            tracing::error!(reason = %why, "shutting down after a failure; exiting non-zero")
+        }
+    }
     shutdown.cancel();
     let grace = Duration::from_secs(config.shutdown_grace_secs);
-    if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
-        .await
-        .is_err()
-    {
+    let drained = tokio::time::timeout(grace, async {
+        if let Some(task) = engine_task {
+            let _ = task.await;
+        }
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
         tracing::warn!(
             seconds = grace.as_secs(),
             "some connections were still open after the grace period; closing them"
         );
     }
     db.close().await.ok();
-    Ok(())
+    match failure {
+        None => Ok(()),
+        Some(why) => Err(anyhow::anyhow!(why)),
+    }
+}
+
+/// What ended the serving, other than a signal.
+enum Ended {
+    Engine(Result<(), crate::engine::EngineError>),
+    Task(String),
 }
 
 pub fn engine_settings(config: &Config) -> EngineSettings {
-    EngineSettings {
-        log_dir: config.log_dir.clone(),
-        period: Duration::from_secs(config.engine_period_secs),
-        livecheck_concurrency: config.livecheck_concurrency,
-    }
+    let mut settings = EngineSettings::new(config.log_dir.clone());
+    settings.period = Duration::from_secs(config.engine_period_secs);
+    settings.livecheck_concurrency = config.livecheck_concurrency;
+    settings.hook_env = HookEnv::from_process(&config.hook_env_passthrough);
+    settings
 }
 
 async fn wait_for_signal() {

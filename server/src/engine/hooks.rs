@@ -1,11 +1,14 @@
 //! Running pool hooks (`cmd_new`, `cmd_delete`, …) the way resalloc does, so existing spawner
-//! scripts work unchanged: `sh -c` with the server's environment plus the `RESALLOC_*`
-//! variables, standard output and error appended to `hooks/<id, 6 digits>_<kind>` under the log
-//! directory, and the start of `cmd_new`'s output captured as the machine's data.
+//! scripts work unchanged: `sh -c` with the `RESALLOC_*` variables, standard output and error
+//! appended to `hooks/<id, 6 digits>_<kind>` under the log directory, and the start of
+//! `cmd_new`'s output captured as the machine's data.
 //!
-//! Unlike resalloc, every hook has a timeout, and a hook can be cancelled; both kill the hook's
-//! whole process group. Secrets reach hooks only through their environment, never their
-//! command line.
+//! Unlike resalloc, a hook does not inherit the server's environment, which holds the
+//! database URL, the OIDC client secret and every other `COPR_POOLS_*` setting: it starts from
+//! an allow-list ([`HookEnv`]). Every hook has a timeout, and a hook can be cancelled; both
+//! kill the hook's whole process group. Pool-wide hooks (`cmd_list`, deleting machines the
+//! engine does not know) log to one rotated file per pool. Secrets reach hooks only through
+//! their environment, never their command line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +31,69 @@ pub const HOOK_MARKER: &str = "RESALLOC_SERVER";
 pub const NEW_CAPTURE_BYTES: usize = 512;
 /// How much of `cmd_list`'s standard output is read (resalloc: 5120 bytes).
 pub const LIST_CAPTURE_BYTES: usize = 5120;
+/// A pool-wide hook log is rotated when it grows past this size.
+pub const POOL_LOG_ROTATE_BYTES: u64 = 1024 * 1024;
+/// How many rotated generations of a pool-wide hook log are kept (`.1` is the newest).
+pub const POOL_LOG_GENERATIONS: u32 = 3;
+
+/// Variables of the server's own environment that every hook gets: what a shell and the
+/// standard spawner scripts need to find programs, a home, a locale and a temporary
+/// directory. `LC_*` variables pass too.
+pub const HOOK_ENV_ALLOWED: &[&str] = &["PATH", "HOME", "LANG", "LANGUAGE", "TMPDIR", "TZ"];
+
+/// The part of the server's environment a hook starts from: the variables in
+/// [`HOOK_ENV_ALLOWED`], `LC_*`, and the operator's `hook_env_passthrough` names (exact, or
+/// `PREFIX*`). Nothing named `COPR_POOLS_*` ever passes, whatever the list says.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HookEnv {
+    vars: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for HookEnv {
+    // Passed-through values may be proxies with passwords: show the names only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.vars.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+impl HookEnv {
+    /// Picks the allowed variables out of this process's environment.
+    pub fn from_process(passthrough: &[String]) -> HookEnv {
+        HookEnv::select(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+            passthrough,
+        )
+    }
+
+    /// Picks the allowed variables out of `vars`.
+    pub fn select(
+        vars: impl IntoIterator<Item = (String, String)>,
+        passthrough: &[String],
+    ) -> HookEnv {
+        let wanted = |name: &str| {
+            HOOK_ENV_ALLOWED.contains(&name)
+                || name.starts_with("LC_")
+                || passthrough.iter().any(|p| match p.strip_suffix('*') {
+                    Some(prefix) => name.starts_with(prefix),
+                    None => name == p,
+                })
+        };
+        let mut vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with(crate::config::ENV_PREFIX) && wanted(k))
+            .collect();
+        vars.sort();
+        HookEnv { vars }
+    }
+
+    /// The variables, sorted by name.
+    pub fn vars(&self) -> &[(String, String)] {
+        &self.vars
+    }
+}
 
 /// Everything needed to run one hook.
 #[derive(Debug, Clone)]
@@ -65,7 +131,7 @@ pub enum HookRunResult {
 }
 
 impl HookSpec {
-    /// The environment the hook gets on top of the server's (resalloc's `command_env`).
+    /// The variables the hook gets on top of [`HookEnv`] (resalloc's `command_env`).
     pub fn env(&self) -> Vec<(String, String)> {
         let mut env = vec![
             ("RESALLOC_ID".to_string(), self.resource_id.to_string()),
@@ -100,6 +166,20 @@ impl HookSpec {
             _ => None,
         }
     }
+
+    /// Where the hook's output goes: the machine's own log, or for a pool-wide hook (no
+    /// machine id) the pool's rotated `list_<pool>` or `delete-unknown_<pool>` log.
+    pub fn log_file(&self, log_dir: &Path) -> PathBuf {
+        if self.resource_id != 0 {
+            return log_path(log_dir, self.resource_id, self.kind);
+        }
+        let what = match self.kind {
+            HookKind::List => "list",
+            HookKind::Delete => "delete-unknown",
+            other => other.as_str(),
+        };
+        log_dir.join("hooks").join(format!("{what}_{}", self.pool))
+    }
 }
 
 /// The log file of a machine's hook: `<log_dir>/hooks/<id:06>_<kind>`.
@@ -109,10 +189,19 @@ pub fn log_path(log_dir: &Path, resource_id: i64, kind: HookKind) -> PathBuf {
         .join(format!("{resource_id:06}_{}", kind.as_str()))
 }
 
-/// Runs the hook to completion, timeout or cancellation.
-pub async fn run(log_dir: &Path, spec: &HookSpec, cancel: &CancellationToken) -> HookRun {
+/// Runs the hook to completion, timeout or cancellation, in an environment made of `base`
+/// and the spec's own variables only.
+pub async fn run(
+    log_dir: &Path,
+    base: &HookEnv,
+    spec: &HookSpec,
+    cancel: &CancellationToken,
+) -> HookRun {
     let started = Instant::now();
-    let path = log_path(log_dir, spec.resource_id, spec.kind);
+    let path = spec.log_file(log_dir);
+    if spec.resource_id == 0 {
+        rotate_if_large(&path, POOL_LOG_ROTATE_BYTES, POOL_LOG_GENERATIONS).await;
+    }
     let finish = |result: HookRunResult, stdout: Vec<u8>| HookRun {
         result,
         stdout,
@@ -143,10 +232,12 @@ pub async fn run(log_dir: &Path, spec: &HookSpec, cancel: &CancellationToken) ->
     };
 
     let capture = spec.capture_limit();
-    let mut command = Command::new("sh");
+    let mut command = Command::new("/bin/sh");
     command
         .arg("-c")
         .arg(&spec.command)
+        .env_clear()
+        .envs(base.vars().iter().cloned())
         .envs(spec.env())
         .env(HOOK_MARKER, marker(log_dir))
         .stdin(Stdio::null())
@@ -257,6 +348,27 @@ async fn read_captured(
         }
         captured.extend_from_slice(&line);
     }
+}
+
+/// Moves `path` to `path.1` (and older generations one further, dropping the oldest) once it
+/// is larger than `limit`. Failures only mean the log grows on.
+async fn rotate_if_large(path: &Path, limit: u64, generations: u32) {
+    let Ok(meta) = tokio::fs::metadata(path).await else {
+        return;
+    };
+    if meta.len() <= limit || generations == 0 {
+        return;
+    }
+    let generation = |n: u32| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    };
+    let _ = tokio::fs::remove_file(generation(generations)).await;
+    for n in (1..generations).rev() {
+        let _ = tokio::fs::rename(generation(n), generation(n + 1)).await;
+    }
+    let _ = tokio::fs::rename(path, generation(1)).await;
 }
 
 async fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
@@ -370,7 +482,13 @@ mod tests {
             "echo $RESALLOC_ID $RESALLOC_NAME $RESALLOC_POOL_ID $RESALLOC_ID_IN_POOL $RESALLOC_NAMED_COUNTER_ip; \
              echo $RESALLOC_RESOURCE_DATA | base64 -d; echo oops >&2",
         );
-        let run = run(dir.path(), &s, &CancellationToken::new()).await;
+        let run = run(
+            dir.path(),
+            &HookEnv::default(),
+            &s,
+            &CancellationToken::new(),
+        )
+        .await;
         assert_eq!(run.result, HookRunResult::Finished(HookResult::Success));
         let log = std::fs::read_to_string(dir.path().join("hooks/000007_watch")).unwrap();
         assert!(log.contains("7 p_00000007 p 2 5\n10.0.0.1\n"), "{log}");
@@ -382,6 +500,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run1 = run(
             dir.path(),
+            &HookEnv::default(),
             &spec(HookKind::New, "echo 10.0.0.9; echo second"),
             &CancellationToken::new(),
         )
@@ -389,6 +508,7 @@ mod tests {
         assert_eq!(run1.stdout, b"10.0.0.9\nsecond\n");
         let long = run(
             dir.path(),
+            &HookEnv::default(),
             &spec(HookKind::New, "head -c 600 /dev/zero | tr '\\0' a; echo"),
             &CancellationToken::new(),
         )
@@ -402,6 +522,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let failed = run(
             dir.path(),
+            &HookEnv::default(),
             &spec(HookKind::Release, "exit 3"),
             &CancellationToken::new(),
         )
@@ -410,7 +531,13 @@ mod tests {
 
         let mut slow = spec(HookKind::New, "echo started; sleep 30; echo never");
         slow.timeout = Duration::from_millis(300);
-        let timed = run(dir.path(), &slow, &CancellationToken::new()).await;
+        let timed = run(
+            dir.path(),
+            &HookEnv::default(),
+            &slow,
+            &CancellationToken::new(),
+        )
+        .await;
         assert_eq!(timed.result, HookRunResult::Finished(HookResult::TimedOut));
         assert!(timed.took < Duration::from_secs(5));
         let log = std::fs::read_to_string(dir.path().join("hooks/000007_alloc")).unwrap();
@@ -424,7 +551,7 @@ mod tests {
         });
         let mut hung = spec(HookKind::New, "sleep 30");
         hung.timeout = Duration::from_secs(60);
-        let cancelled = run(dir.path(), &hung, &cancel).await;
+        let cancelled = run(dir.path(), &HookEnv::default(), &hung, &cancel).await;
         assert_eq!(cancelled.result, HookRunResult::Cancelled);
     }
 
@@ -435,6 +562,7 @@ mod tests {
         // wrapper is killed.
         let run = run(
             dir.path(),
+            &HookEnv::default(),
             &spec(HookKind::New, "sleep 300 >/dev/null 2>&1 & echo $!"),
             &CancellationToken::new(),
         )
@@ -472,6 +600,131 @@ mod tests {
                 .is_ok_and(|s| s.contains(") Z ")),
             "the orphan was killed"
         );
+    }
+
+    #[tokio::test]
+    async fn hooks_see_only_allowed_variables_of_the_servers_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let server_env = [
+            ("PATH", "/usr/bin:/bin"),
+            ("HOME", "/var/lib/copr-pools"),
+            ("LANG", "C.UTF-8"),
+            ("LC_TIME", "en_GB.UTF-8"),
+            ("TZ", "UTC"),
+            ("TMPDIR", "/tmp"),
+            (
+                "COPR_POOLS_DATABASE_URL",
+                "postgres://copr:db-password-123@db/copr",
+            ),
+            ("COPR_POOLS_OIDC_CLIENT_SECRET", "oidc-secret-456"),
+            ("COPR_POOLS_PROXY", "not for hooks either"),
+            ("AWS_SECRET_ACCESS_KEY", "servers-own-aws-key-789"),
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("SPAWNER_REGION", "eu-west-1"),
+            ("RESALLOC_ID", "from-the-server"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let passthrough = vec![
+            "HTTPS_PROXY".to_string(),
+            "SPAWNER_*".to_string(),
+            "COPR_POOLS_*".to_string(),
+        ];
+        let base = HookEnv::select(server_env, &passthrough);
+        let mut s = spec(HookKind::Livecheck, "env");
+        s.extra_env
+            .insert("OS_CLOUD".to_string(), "team-cloud".to_string());
+        let ran = run(dir.path(), &base, &s, &CancellationToken::new()).await;
+        assert_eq!(ran.result, HookRunResult::Finished(HookResult::Success));
+        let log = std::fs::read_to_string(dir.path().join("hooks/000007_watch")).unwrap();
+        let names: Vec<&str> = log
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            .collect();
+        for gone in [
+            "COPR_POOLS_",
+            "db-password-123",
+            "oidc-secret-456",
+            "servers-own-aws-key",
+        ] {
+            assert!(!log.contains(gone), "{gone} reached the hook:\n{log}");
+        }
+        for kept in [
+            "PATH=/usr/bin:/bin",
+            "HOME=/var/lib/copr-pools",
+            "LANG=C.UTF-8",
+            "LC_TIME=en_GB.UTF-8",
+            "TZ=UTC",
+            "TMPDIR=/tmp",
+            "HTTPS_PROXY=http://proxy:3128",
+            "SPAWNER_REGION=eu-west-1",
+            "OS_CLOUD=team-cloud",
+            "RESALLOC_ID=7",
+            "RESALLOC_POOL_ID=p",
+        ] {
+            assert!(log.lines().any(|l| l == kept), "{kept} missing:\n{log}");
+        }
+        // Nothing but the allow-list, RESALLOC_* and what sh itself sets.
+        for name in names {
+            assert!(
+                name.starts_with("RESALLOC_")
+                    || name.starts_with("LC_")
+                    || matches!(
+                        name,
+                        "PATH"
+                            | "HOME"
+                            | "LANG"
+                            | "TZ"
+                            | "TMPDIR"
+                            | "HTTPS_PROXY"
+                            | "SPAWNER_REGION"
+                            | "OS_CLOUD"
+                            | "PWD"
+                            | "SHLVL"
+                            | "_"
+                    ),
+                "unexpected variable {name} in a hook's environment:\n{log}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn pool_wide_hooks_log_per_pool_and_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut list = spec(
+            HookKind::List,
+            "head -c 300000 /dev/zero | tr '\\0' x; echo",
+        );
+        list.resource_id = 0;
+        list.pool = "aws_x86".into();
+        let mut other = list.clone();
+        other.pool = "aws_arm".into();
+        let mut unknown = spec(HookKind::Delete, "echo deleting $RESALLOC_NAME");
+        unknown.resource_id = 0;
+        unknown.pool = "aws_x86".into();
+        let hooks = dir.path().join("hooks");
+        for spec in std::iter::repeat_n(&list, 8).chain([&other, &unknown]) {
+            run(
+                dir.path(),
+                &HookEnv::default(),
+                spec,
+                &CancellationToken::new(),
+            )
+            .await;
+        }
+        assert!(hooks.join("list_aws_arm").exists());
+        assert!(!hooks.join("000000_list").exists(), "no shared list log");
+        let unknown_log = std::fs::read_to_string(hooks.join("delete-unknown_aws_x86")).unwrap();
+        assert!(unknown_log.contains("deleting p_00000007"), "{unknown_log}");
+        // 8 runs of 300 kB: rotated at 1 MiB, so the current file and `.1` both exist and
+        // neither grows past the limit by more than one run.
+        let current = std::fs::metadata(hooks.join("list_aws_x86")).unwrap().len();
+        let first = std::fs::metadata(hooks.join("list_aws_x86.1"))
+            .unwrap()
+            .len();
+        assert!(current <= POOL_LOG_ROTATE_BYTES + 310_000, "{current}");
+        assert!(first > POOL_LOG_ROTATE_BYTES, "{first}");
+        assert!(!hooks.join("list_aws_x86.4").exists());
     }
 
     #[test]

@@ -6,12 +6,14 @@
 //! - [`runner`]: the loop that ties them together.
 //! - [`tickets`]: take / collect / wait / close, as the XML-RPC API offers them.
 //! - [`pools`]: pool definitions, their validation and `pools.yaml` import / export.
+//! - [`leader`]: the PostgreSQL advisory lock that lets one replica run the engine.
 //!
 //! This module must never depend on the web (axum, Leptos): the server drives it, and tests
 //! drive it without HTTP.
 
 pub mod core;
 pub mod hooks;
+pub mod leader;
 pub mod model;
 pub mod pools;
 pub mod runner;
@@ -24,18 +26,17 @@ mod core_tests;
 mod sim;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use hooks::HookEnv;
+use leader::LeaderSettings;
 use tickets::Waiters;
-
-/// The advisory-lock key that elects the one replica running the engine ("copr-eng").
-const LEADER_LOCK_KEY: i64 = 0x636f_7072_2d65_6e67;
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
@@ -46,12 +47,47 @@ pub struct EngineSettings {
     pub period: Duration,
     /// How many livechecks run at once.
     pub livecheck_concurrency: usize,
+    /// The part of the server's environment that hooks get.
+    pub hook_env: HookEnv,
+    /// How the leader replica makes sure it still holds its lock (PostgreSQL).
+    pub leader: LeaderSettings,
+}
+
+impl EngineSettings {
+    /// The defaults of `copr-pools serve`, logging under `log_dir`, with the allowed part of
+    /// this process's environment for hooks.
+    pub fn new(log_dir: impl Into<PathBuf>) -> EngineSettings {
+        EngineSettings {
+            log_dir: log_dir.into(),
+            period: Duration::from_secs(5),
+            livecheck_concurrency: 8,
+            hook_env: HookEnv::from_process(&[]),
+            leader: LeaderSettings::default(),
+        }
+    }
+}
+
+/// Why the engine stopped on its own. The server treats it as fatal: it logs it, `/readyz`
+/// reports the engine as failed, and the process exits non-zero so its supervisor restarts it.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot create the hook log directory {path}: {source} (check `log_dir`)")]
+    LogDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the engine task panicked: {0}")]
+    Panicked(String),
+    #[error("the engine stopped without being asked to")]
+    Stopped,
 }
 
 /// Figures about the engine, for `/metrics`, `/readyz` and the status page.
 #[derive(Debug, Default)]
 struct Stats {
-    leader: std::sync::atomic::AtomicBool,
+    leader: AtomicBool,
+    failed: AtomicBool,
+    failure: Mutex<Option<String>>,
     passes: AtomicU64,
     conflicts: AtomicU64,
     assigned: AtomicU64,
@@ -63,7 +99,10 @@ struct Stats {
 /// A snapshot of [`Stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct EngineStats {
+    /// This process runs passes now.
     pub leader: bool,
+    /// The engine stopped on an error or a panic (see [`Engine::failure`]).
+    pub failed: bool,
     pub passes: u64,
     pub conflicts: u64,
     pub assigned: u64,
@@ -124,6 +163,7 @@ impl Engine {
         let s = &self.inner.stats;
         EngineStats {
             leader: s.leader.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
             passes: s.passes.load(Ordering::Relaxed),
             conflicts: s.conflicts.load(Ordering::Relaxed),
             assigned: s.assigned.load(Ordering::Relaxed),
@@ -131,6 +171,28 @@ impl Engine {
             last_pass_micros: s.last_pass_micros.load(Ordering::Relaxed),
             hooks_running: s.hooks_running.load(Ordering::Relaxed),
         }
+    }
+
+    /// Why the engine failed, once it has.
+    pub fn failure(&self) -> Option<String> {
+        self.inner
+            .stats
+            .failure
+            .lock()
+            .expect("failure lock")
+            .clone()
+    }
+
+    /// Records that the engine stopped for good: it no longer leads, and `/readyz` says so.
+    pub fn mark_failed(&self, why: &EngineError) {
+        let s = &self.inner.stats;
+        s.leader.store(false, Ordering::Relaxed);
+        *s.failure.lock().expect("failure lock") = Some(why.to_string());
+        s.failed.store(true, Ordering::Relaxed);
+    }
+
+    fn set_leader(&self, leader: bool) {
+        self.inner.stats.leader.store(leader, Ordering::Relaxed);
     }
 
     fn record_pass(&self, took: Duration, assigned: usize) {
@@ -161,73 +223,101 @@ impl Engine {
     }
 
     /// Runs the engine until `shutdown`. With PostgreSQL, only the replica holding the leader
-    /// lock runs passes; the others wait for it, and serve the APIs meanwhile.
-    pub async fn run(&self, shutdown: CancellationToken) {
+    /// lock runs passes; the others wait for it, and serve the APIs meanwhile. Returns an
+    /// error only when the engine cannot go on at all; [`Engine::supervise`] makes that fatal.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), EngineError> {
+        let _leading = LeaderFlag(self.clone());
         if self.db().get_database_backend() != DbBackend::Postgres {
-            self.inner.stats.leader.store(true, Ordering::Relaxed);
-            runner::run(self.clone(), shutdown).await;
-            return;
+            self.set_leader(true);
+            return runner::run(self.clone(), shutdown).await;
         }
+        let pool = self.db().get_postgres_connection_pool().clone();
+        let settings = self.settings().leader.clone();
+        let key = tokio::select! {
+            key = leader::lock_key(&pool) => key,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
         loop {
-            let pool = self.db().get_postgres_connection_pool();
-            let attempt = async {
-                let mut conn = pool.acquire().await?;
-                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                    .bind(LEADER_LOCK_KEY)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                Ok::<_, sqlx::Error>(got.then_some(conn))
-            };
-            match attempt.await {
-                Ok(Some(mut conn)) => {
+            match leader::LeaderLock::try_acquire(&pool, key).await {
+                Ok(Some(mut lock)) => {
                     tracing::info!("this replica runs the allocation engine");
-                    self.inner.stats.leader.store(true, Ordering::Relaxed);
-                    let lost = CancellationToken::new();
-                    let engine_stop = lost.child_token();
+                    self.set_leader(true);
+                    let engine_stop = CancellationToken::new();
                     let run = runner::run(self.clone(), engine_stop.clone());
-                    let watch = async {
-                        // The lock lives as long as this connection: check it stays up.
-                        loop {
-                            tokio::time::sleep(Duration::from_secs(5)).await;
-                            let alive = tokio::time::timeout(
-                                Duration::from_secs(5),
-                                sqlx::query("SELECT 1").execute(&mut *conn),
-                            )
-                            .await;
-                            if !matches!(alive, Ok(Ok(_))) {
-                                tracing::error!("lost the engine leader connection; stepping down");
-                                return;
-                            }
+                    tokio::pin!(run);
+                    let finished = tokio::select! {
+                        result = &mut run => Some(result),
+                        holder = lock.hold(&pool, &settings) => {
+                            tracing::error!(holder_pid = holder, "another session holds the engine leader lock; stepping down");
+                            None
+                        }
+                        _ = shutdown.cancelled() => None,
+                    };
+                    let result = match finished {
+                        Some(result) => result,
+                        None => {
+                            // Let the runner finish the pass it is in (its transaction and the
+                            // hooks it starts) rather than dropping it halfway; it then stops
+                            // its hooks, which the new leader's restart cleanup takes over.
+                            engine_stop.cancel();
+                            run.await
                         }
                     };
-                    tokio::pin!(run);
-                    let interrupted = tokio::select! {
-                        _ = &mut run => false,
-                        _ = watch => true,
-                        _ = shutdown.cancelled() => true,
-                    };
-                    if interrupted {
-                        // Let the runner finish the pass it is in (its transaction and the
-                        // hooks it starts) rather than dropping it halfway.
-                        engine_stop.cancel();
-                        run.await;
-                    }
-                    self.inner.stats.leader.store(false, Ordering::Relaxed);
-                    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-                        .bind(LEADER_LOCK_KEY)
-                        .execute(&mut *conn)
-                        .await;
+                    self.set_leader(false);
+                    lock.release(settings.probe_timeout).await;
+                    result?;
                     if shutdown.is_cancelled() {
-                        return;
+                        return Ok(());
                     }
                 }
                 Ok(None) => {}
                 Err(e) => tracing::error!(error = %e, "cannot try the engine leader lock"),
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(settings.retry_every) => {}
+                _ = shutdown.cancelled() => return Ok(()),
             }
         }
     }
+
+    /// Waits for the engine task and turns its end into a verdict: `Ok` when it stopped
+    /// because `shutdown` was asked for, otherwise the error (a panic included), after
+    /// logging it and marking the engine failed.
+    pub async fn supervise(
+        &self,
+        task: &mut tokio::task::JoinHandle<Result<(), EngineError>>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), EngineError> {
+        let error = match task.await {
+            Ok(Ok(())) if shutdown.is_cancelled() => return Ok(()),
+            Ok(Ok(())) => EngineError::Stopped,
+            Ok(Err(e)) => e,
+            Err(join) => EngineError::Panicked(panic_message(join)),
+        };
+        tracing::error!(error = %error, "the allocation engine stopped");
+        self.mark_failed(&error);
+        Err(error)
+    }
+}
+
+/// Clears the leader flag however `Engine::run` ends, a panic included, so nothing reports an
+/// engine running that is not.
+struct LeaderFlag(Engine);
+
+impl Drop for LeaderFlag {
+    fn drop(&mut self) {
+        self.0.set_leader(false);
+    }
+}
+
+fn panic_message(join: tokio::task::JoinError) -> String {
+    if !join.is_panic() {
+        return join.to_string();
+    }
+    let payload = join.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }

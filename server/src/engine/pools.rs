@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 use super::core::NAME_PLACEHOLDERS;
 use super::model::{HookTimeouts, PoolConfig, PoolState, Tag};
@@ -225,10 +225,91 @@ pub struct Imported {
     pub warnings: Vec<String>,
 }
 
+/// Words in a command line that suggest a secret written into it: option names and
+/// assignments. Matched case-insensitively.
+const SECRET_OPTIONS: &[&str] = &[
+    "--password",
+    "--passwd",
+    "--os-password",
+    "--secret",
+    "--token",
+    "--api-key",
+    "--apikey",
+    "--client-secret",
+    "--application-credential-secret",
+];
+const SECRET_ASSIGNMENTS: &[&str] = &[
+    "_KEY=",
+    "SECRET=",
+    "TOKEN=",
+    "PASSWORD=",
+    "PASSWD=",
+    "APIKEY=",
+];
+
+/// Why a command line appears to carry a secret inline, if it does: a password or token
+/// option, a `…_KEY=` / `…SECRET=` style assignment, or a long random-looking word (as API
+/// keys are). Commands are kept and shown as configured (they are not secrets by design:
+/// credentials reach hooks through their environment), so this only feeds a warning.
+pub fn inline_secret_hint(command: &str) -> Option<String> {
+    let lower = command.to_ascii_lowercase();
+    if let Some(opt) = SECRET_OPTIONS.iter().find(|o| {
+        lower.match_indices(*o).any(|(i, _)| {
+            !lower[i + o.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-')
+        })
+    }) {
+        return Some(format!("the option {opt}"));
+    }
+    let upper = command.to_ascii_uppercase();
+    if let Some(a) = SECRET_ASSIGNMENTS.iter().find(|a| upper.contains(*a)) {
+        return Some(format!("an assignment to a …{}", a.trim_end_matches('=')));
+    }
+    command
+        .split(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '=' | ':' | ','))
+        .find(|w| looks_random(w))
+        .map(|w| format!("a {}-character random-looking word", w.len()))
+}
+
+/// A word of 24 or more token characters mixing upper case, lower case and digits, and not a
+/// path or an option.
+fn looks_random(word: &str) -> bool {
+    word.len() >= 24
+        && !word.starts_with(['/', '.', '-', '~', '$', '{'])
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '_' | '-'))
+        && word.chars().any(|c| c.is_ascii_uppercase())
+        && word.chars().any(|c| c.is_ascii_lowercase())
+        && word.chars().any(|c| c.is_ascii_digit())
+}
+
+/// A warning for each of the pool's commands that appears to carry a secret inline.
+pub fn inline_secret_warnings(p: &PoolConfig) -> Vec<String> {
+    let commands = [
+        ("cmd_new", Some(&p.cmd_new)),
+        ("cmd_delete", Some(&p.cmd_delete)),
+        ("cmd_livecheck", p.cmd_livecheck.as_ref()),
+        ("cmd_release", p.cmd_release.as_ref()),
+        ("cmd_list", p.cmd_list.as_ref()),
+    ];
+    commands
+        .into_iter()
+        .filter_map(|(key, cmd)| {
+            let hint = inline_secret_hint(cmd?)?;
+            Some(format!(
+                "pool {:?}: {key} appears to carry a secret inline ({hint}); it is stored, \
+                 shown and audited as written. Hand secrets to hooks through a credential or \
+                 the environment instead",
+                p.name
+            ))
+        })
+        .collect()
+}
+
 /// Parses a resalloc `pools.yaml` (a map of pool name to keys). Every problem is reported
 /// with its pool and key; nothing is half-imported.
 pub fn parse_pools_yaml(text: &str) -> Result<Imported, Vec<PoolError>> {
-    let doc: Value = serde_yaml::from_str(text)
+    let doc: Value = serde_norway::from_str(text)
         .map_err(|e| vec![err("", "", format!("the file is not valid YAML: {e}"))])?;
     let map = match doc {
         Value::Mapping(m) => m,
@@ -258,6 +339,9 @@ pub fn parse_pools_yaml(text: &str) -> Result<Imported, Vec<PoolError>> {
         }
     }
     errors.extend(validate_all(imported.pools.iter()));
+    for p in &imported.pools {
+        imported.warnings.extend(inline_secret_warnings(p));
+    }
     if errors.is_empty() {
         Ok(imported)
     } else {
@@ -421,7 +505,7 @@ fn tags(v: &Value) -> Result<Vec<Tag>, String> {
 }
 
 fn show(v: &Value) -> String {
-    serde_yaml::to_string(v)
+    serde_norway::to_string(v)
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "this value".into())
 }
@@ -499,7 +583,7 @@ pub fn export_pools_yaml(pools: &[PoolConfig]) -> String {
                   # about) the keys after `name_pattern` that only copr-pools knows.\n";
     format!(
         "{header}{}",
-        serde_yaml::to_string(&Value::Mapping(root)).unwrap_or_default()
+        serde_norway::to_string(&Value::Mapping(root)).unwrap_or_default()
     )
 }
 
@@ -734,5 +818,45 @@ copr_hv_x86_64_01_prod:
             parse_pools_yaml("a:\n  tags: [{prio: 1}]\n  cmd_new: x\n  cmd_delete: y\n").is_err()
         );
         assert!(parse_pools_yaml("").unwrap().pools.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod secret_hint_tests {
+    use super::*;
+
+    #[test]
+    fn commands_that_seem_to_carry_secrets_are_pointed_out() {
+        for cmd in [
+            "openstack server create --os-password hunter2 {name}",
+            "spawn --password=hunter2",
+            "AWS_SECRET_ACCESS_KEY=abc resalloc-aws-new",
+            "IBMCLOUD_API_KEY=x resalloc-ibm-cloud-vm new",
+            "resalloc-aws-new --key wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "curl -H 'Authorization: Bearer ghp_16C7e42F292c6912E7710c838347Ae178B4a'",
+        ] {
+            assert!(inline_secret_hint(cmd).is_some(), "{cmd}");
+        }
+        for cmd in [
+            "/usr/bin/resalloc-aws-new --template fedora-41 --instance-type c7i.xlarge",
+            "resalloc-openstack-new --key-pair-id copr-builder --image-uuid 3b2b8f2a-58a8-4c06-8f5f-2b0e7a0f6b9c",
+            "/var/lib/resallocserver/provision/libvirt-new --swap-vol-size 168 --ram-size 16384",
+            "resalloc-aws-delete --name \"$RESALLOC_NAME\" --region us-east-1",
+            "resalloc-aws-list --tag FedoraGroup=copr --password-file /etc/secret",
+        ] {
+            assert_eq!(inline_secret_hint(cmd), None, "{cmd}");
+        }
+        let mut p = PoolConfig::new("aws", "spawn --token=s3cr3t", "delete");
+        p.cmd_list = Some("list".into());
+        let w = inline_secret_warnings(&p);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("cmd_new") && w[0].contains("--token"),
+            "{w:?}"
+        );
+        assert!(
+            !w[0].contains("s3cr3t"),
+            "the warning does not repeat the secret"
+        );
     }
 }

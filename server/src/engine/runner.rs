@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::Engine;
 use super::core::{self, Action};
 use super::hooks::{self, HookRunResult, HookSpec};
 use super::model::*;
 use super::store::{self, Loaded, StoreError};
+use super::{Engine, EngineError};
 
 /// Passes in a row that may hit a conflict before the runner backs off a little.
 const CONFLICT_BURST: u32 = 3;
@@ -32,8 +32,17 @@ struct Carry {
     reported_broken: HashSet<(String, String)>,
 }
 
-pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
+/// Runs passes until `shutdown`. Fails only when hooks could never run (their log directory
+/// cannot be made); database trouble is retried.
+pub(super) async fn run(engine: Engine, shutdown: CancellationToken) -> Result<(), EngineError> {
     let db = engine.db().clone();
+    let hook_logs = engine.settings().log_dir.join("hooks");
+    if let Err(source) = tokio::fs::create_dir_all(&hook_logs).await {
+        return Err(EngineError::LogDir {
+            path: hook_logs,
+            source,
+        });
+    }
     let orphans = hooks::kill_orphans(&engine.settings().log_dir);
     if orphans > 0 {
         tracing::warn!(
@@ -55,7 +64,7 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
                 tracing::error!(error = %e, "cannot read the engine state; retrying in 2 s");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.cancelled() => return Ok(()),
                 }
             }
         }
@@ -195,6 +204,7 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
     for token in carry.cancels.values() {
         token.cancel();
     }
+    Ok(())
 }
 
 fn report_broken(loaded: &Loaded, carry: &mut Carry) {
@@ -253,18 +263,7 @@ fn launch_hooks(
                 let Some(p) = world.pools.get(pool) else {
                     continue;
                 };
-                let spec = HookSpec {
-                    kind: HookKind::Delete,
-                    command: p.config.cmd_delete.clone(),
-                    pool: pool.clone(),
-                    resource_id: 0,
-                    name: Some(name.clone()),
-                    id_in_pool: None,
-                    counters: Vec::new(),
-                    data: None,
-                    timeout: secs(p.config.timeouts.list),
-                    extra_env: BTreeMap::new(),
-                };
+                let spec = unknown_delete_spec(&p.config, name);
                 tracing::warn!(%pool, %name, "deleting a machine the cloud lists but the engine does not know");
                 spawn(engine, spec, tx.clone(), CancellationToken::new(), None, {
                     let (pool, name) = (pool.clone(), name.clone());
@@ -340,6 +339,23 @@ fn launch_hooks(
     }
 }
 
+/// The `cmd_delete` of a machine the cloud lists but the engine does not know: no machine id
+/// (as resalloc), the listed name, the pool's delete timeout, the pool's own log.
+fn unknown_delete_spec(pool: &PoolConfig, name: &str) -> HookSpec {
+    HookSpec {
+        kind: HookKind::Delete,
+        command: pool.cmd_delete.clone(),
+        pool: pool.name.clone(),
+        resource_id: 0,
+        name: Some(name.to_string()),
+        id_in_pool: None,
+        counters: Vec::new(),
+        data: None,
+        timeout: secs(pool.timeouts.delete),
+        extra_env: BTreeMap::new(),
+    }
+}
+
 fn outcome(kind: HookKind, resource: i64, pool: String, run: hooks::HookRun) -> HookOutcome {
     let result = match run.result {
         HookRunResult::Cancelled => return HookOutcome::Cancelled { resource, kind },
@@ -404,7 +420,8 @@ fn spawn(
             None => None,
         };
         engine.hook_started();
-        let run = hooks::run(&engine.settings().log_dir, &spec, &cancel).await;
+        let settings = engine.settings();
+        let run = hooks::run(&settings.log_dir, &settings.hook_env, &spec, &cancel).await;
         engine.hook_finished();
         if run.result == HookRunResult::NotStarted {
             // The machine (disk full, no processes left) will not do better at once: retry in
@@ -419,4 +436,24 @@ fn spawn(
 
 fn secs(s: u32) -> Duration {
     Duration::from_secs(u64::from(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_machines_are_deleted_with_the_delete_timeout_into_the_pools_log() {
+        let mut pool = PoolConfig::new("aws_x86", "new", "delete-it");
+        pool.timeouts.list = 30;
+        pool.timeouts.delete = 900;
+        let spec = unknown_delete_spec(&pool, "aws_x86_00000042");
+        assert_eq!(spec.timeout, Duration::from_secs(900));
+        assert_eq!(spec.command, "delete-it");
+        assert_eq!(spec.name.as_deref(), Some("aws_x86_00000042"));
+        assert_eq!(
+            spec.log_file(std::path::Path::new("/logs")),
+            std::path::Path::new("/logs/hooks/delete-unknown_aws_x86")
+        );
+    }
 }

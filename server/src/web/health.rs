@@ -1,5 +1,6 @@
-//! `/healthz` (the process answers) and `/readyz` (the database answers and its schema is
-//! current), as JSON for load balancers and on-call humans alike.
+//! `/healthz` (the process answers) and `/readyz` (the database answers, its schema is
+//! current and the engine has not failed), as JSON for load balancers and on-call humans
+//! alike. `engine` says `running here` only while this process runs engine passes.
 
 use axum::Json;
 use axum::extract::State;
@@ -23,13 +24,32 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     match crate::db::pending_migrations(&state.db).await {
         Ok(pending) if pending.is_empty() => {
             let engine = state.engine.stats();
+            if engine.failed {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({
+                        "status": "unavailable",
+                        "database": "ok",
+                        "migrations": "current",
+                        "engine": "failed",
+                        "engine_error": state.engine.failure(),
+                    })),
+                );
+            }
+            let engine = if !state.config.engine {
+                "off"
+            } else if engine.leader {
+                "running here"
+            } else {
+                "standby"
+            };
             (
                 StatusCode::OK,
                 Json(json!({
                     "status": "ready",
                     "database": "ok",
                     "migrations": "current",
-                    "engine": if engine.leader { "running here" } else { "standby" },
+                    "engine": engine,
                 })),
             )
         }

@@ -1,7 +1,6 @@
 //! `kill -9` of the real server at random moments under load: no ticket is lost, no machine
 //! serves two tickets at once, and after draining nothing is left in the (fake) cloud.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use copr_pools::bench::RpcClient;
@@ -10,63 +9,7 @@ use dxr::Value;
 use sea_orm::EntityTrait;
 
 use crate::engine::assert_no_leak_no_double_delete;
-use crate::support::{TestDb, each_db, eventually, free_port, repo_root};
-
-struct Server {
-    child: Child,
-}
-
-impl Server {
-    /// Starts `copr-pools serve` on the test database and waits until it answers XML-RPC.
-    async fn start(t: &TestDb, env: &[(String, String)], client: &RpcClient) -> Server {
-        let child = copr_pools(t, env)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = Server { child };
-        answering(client).await;
-        server
-    }
-
-    fn kill9(mut self) {
-        // SAFETY: sends SIGKILL to our own child process.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-    }
-
-    fn stop(mut self) {
-        // SAFETY: sends SIGTERM to our own child process.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn copr_pools(t: &TestDb, env: &[(String, String)]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_copr-pools"));
-    c.envs(t.env())
-        .envs(env.iter().cloned())
-        .env("COPR_POOLS_LOG_DIR", t.dir.path().join("logs"))
-        .env("COPR_POOLS_SITE_ROOT", t.dir.path().join("site"))
-        .env("COPR_POOLS_ENGINE_PERIOD_SECS", "1")
-        .env("COPR_POOLS_LOG", "warn")
-        .env("FAKE_CLOUD_DIR", t.dir.path().join("cloud"))
-        .env("FAKE_CLOUD_BOOT_DELAY", "0.3")
-        .env("FAKE_CLOUD_FAIL_RATE", "0.1")
-        .env_remove("COPR_POOLS_CONFIG");
-    c
-}
+use crate::support::{Server, TestDb, copr_pools, each_db, eventually, free_port, repo_root};
 
 fn pools_yaml(state: &str) -> String {
     let root = repo_root();
@@ -102,6 +45,17 @@ async fn kill_9_under_load_loses_nothing_and_leaks_nothing() {
             (
                 "COPR_POOLS_XMLRPC_LISTEN".to_string(),
                 format!("127.0.0.1:{rpc}"),
+            ),
+            (
+                "FAKE_CLOUD_DIR".to_string(),
+                t.dir.path().join("cloud").display().to_string(),
+            ),
+            ("FAKE_CLOUD_BOOT_DELAY".to_string(), "0.3".to_string()),
+            ("FAKE_CLOUD_FAIL_RATE".to_string(), "0.1".to_string()),
+            // Hooks get only what the operator passes through.
+            (
+                "COPR_POOLS_HOOK_ENV_PASSTHROUGH".to_string(),
+                "FAKE_CLOUD_*".to_string(),
             ),
         ];
         import(&t, &env, "active");
@@ -191,15 +145,6 @@ async fn kill_9_under_load_loses_nothing_and_leaks_nothing() {
             "the load did run: {} tickets",
             taken.len()
         );
-    })
-    .await;
-}
-
-/// Waits until the restarted server answers XML-RPC.
-async fn answering(client: &RpcClient) {
-    eventually("the server to answer", Duration::from_secs(30), || {
-        let c = client.clone();
-        async move { c.call("system.listMethods", vec![]).await.ok().map(|_| ()) }
     })
     .await;
 }

@@ -5,6 +5,7 @@
 mod auth;
 mod crash;
 mod engine;
+mod leader;
 mod oidc;
 mod process;
 mod support;

@@ -12,6 +12,39 @@ fn bin() -> Command {
     c
 }
 
+/// `copr-pools serve` on a SQLite file in `dir`, on free ports; returns the web port.
+fn serve_on_sqlite(dir: &std::path::Path) -> (u16, Command) {
+    let (web, rpc) = (free_port(), free_port());
+    let mut c = bin();
+    c.env(
+        "COPR_POOLS_DATABASE_URL",
+        format!("sqlite://{}?mode=rwc", dir.join("s.sqlite").display()),
+    )
+    .env("COPR_POOLS_LISTEN", format!("127.0.0.1:{web}"))
+    .env("COPR_POOLS_XMLRPC_LISTEN", format!("127.0.0.1:{rpc}"))
+    .arg("serve");
+    (web, c)
+}
+
+/// Waits for the child to exit; kills it and fails with `why` after `limit`.
+async fn exited(
+    child: &mut std::process::Child,
+    limit: Duration,
+    why: &str,
+) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{why}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[test]
 fn help_lists_the_subcommands() {
     let out = bin().arg("--help").output().unwrap();
@@ -88,22 +121,12 @@ fn migrate_applies_then_reports_a_current_schema() {
 #[tokio::test]
 async fn serve_logs_json_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let (web, rpc) = (free_port(), free_port());
-    let mut child = bin()
-        .env(
-            "COPR_POOLS_DATABASE_URL",
-            format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("s.sqlite").display()
-            ),
-        )
-        .env("COPR_POOLS_LISTEN", format!("127.0.0.1:{web}"))
-        .env("COPR_POOLS_XMLRPC_LISTEN", format!("127.0.0.1:{rpc}"))
+    let (web, mut serve) = serve_on_sqlite(dir.path());
+    let mut child = serve
         .env("COPR_POOLS_LOG_DIR", dir.path().join("logs"))
         .env("COPR_POOLS_LOG_FORMAT", "json")
         .env("COPR_POOLS_LOG", "info")
         .env_remove("RUST_LOG")
-        .arg("serve")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -124,17 +147,12 @@ async fn serve_logs_json_and_stops_cleanly_on_sigterm() {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "no exit 15 s after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = exited(
+        &mut child,
+        Duration::from_secs(15),
+        "no exit 15 s after SIGTERM",
+    )
+    .await;
     assert!(status.success(), "{status:?}");
     let mut log = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
@@ -154,4 +172,183 @@ async fn serve_logs_json_and_stops_cleanly_on_sigterm() {
             .any(|l| l["fields"]["message"] == "shutting down"),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn hooks_get_no_server_settings_or_secrets_in_their_environment() {
+    crate::support::each_db(|t| async move {
+        use crate::support::{Server, copr_pools};
+        let (web, rpc) = (free_port(), free_port());
+        let dumps = t.dir.path().join("dumps");
+        std::fs::create_dir_all(&dumps).unwrap();
+        let pools = t.dir.path().join("pools.yaml");
+        std::fs::write(
+            &pools,
+            format!(
+                "envdump:\n  max_prealloc: 1\n  tags: [copr_builder]\n  \
+                 cmd_new: env > {d}/new.env; env >&2; echo 10.0.0.1\n  \
+                 cmd_delete: env > {d}/delete.env\n",
+                d = dumps.display()
+            ),
+        )
+        .unwrap();
+        let secret_file = t.dir.path().join("oidc-secret");
+        std::fs::write(&secret_file, "oidc-secret-from-a-file\n").unwrap();
+        // On PostgreSQL the database URL carries a password (trust auth ignores it).
+        let mut env: Vec<(String, String)> = t
+            .env()
+            .into_iter()
+            .map(|(k, v)| {
+                let v = v.replacen(
+                    "postgres://postgres@",
+                    "postgres://postgres:db-password-x7@",
+                    1,
+                );
+                (k, v)
+            })
+            .collect();
+        for (k, v) in [
+            ("COPR_POOLS_LISTEN", format!("127.0.0.1:{web}")),
+            ("COPR_POOLS_XMLRPC_LISTEN", format!("127.0.0.1:{rpc}")),
+            ("COPR_POOLS_OIDC_ISSUER", "http://127.0.0.1:9/".to_string()),
+            ("COPR_POOLS_OIDC_CLIENT_ID", "copr-pools".to_string()),
+            (
+                "COPR_POOLS_OIDC_CLIENT_SECRET_FILE",
+                secret_file.display().to_string(),
+            ),
+            (
+                "COPR_POOLS_OIDC_REDIRECT_URL",
+                format!("http://127.0.0.1:{web}/auth/callback"),
+            ),
+            ("COPR_POOLS_HOOK_ENV_PASSTHROUGH", "SPAWNER_*".to_string()),
+            ("SPAWNER_REGION", "eu-west-1".to_string()),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                "servers-own-aws-secret".to_string(),
+            ),
+        ] {
+            env.push((k.to_string(), v));
+        }
+        let out = copr_pools(&t, &env)
+            .args(["pools", "import"])
+            .arg(&pools)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let client = copr_pools::bench::RpcClient::new(&format!("http://127.0.0.1:{rpc}/RPC2"));
+        let server = Server::start(&t, &env, &client).await;
+        let dump = dumps.join("new.env");
+        eventually("cmd_new to run", Duration::from_secs(30), || {
+            let dump = dump.clone();
+            async move {
+                std::fs::read_to_string(&dump)
+                    .ok()
+                    .filter(|s| s.contains("RESALLOC_NAME"))
+            }
+        })
+        .await;
+        server.stop();
+        let seen = std::fs::read_to_string(&dump).unwrap();
+        let log = std::fs::read_to_string(t.dir.path().join("logs/hooks/000001_alloc")).unwrap();
+        for text in [&seen, &log] {
+            for secret in [
+                "COPR_POOLS_",
+                "db-password-x7",
+                "oidc-secret-from-a-file",
+                "servers-own-aws-secret",
+            ] {
+                assert!(!text.contains(secret), "{secret} reached a hook:\n{text}");
+            }
+        }
+        for wanted in [
+            "SPAWNER_REGION=eu-west-1",
+            "RESALLOC_POOL_ID=envdump",
+            "PATH=",
+        ] {
+            assert!(
+                seen.lines().any(|l| l.starts_with(wanted)),
+                "{wanted} missing:\n{seen}"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_engine_that_cannot_run_stops_the_server_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // The hook log directory cannot be created: its parent is a file.
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let (_, mut serve) = serve_on_sqlite(dir.path());
+    let mut child = serve
+        .env("COPR_POOLS_LOG_DIR", not_a_dir.join("logs"))
+        .env("COPR_POOLS_LOG", "info")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = exited(
+        &mut child,
+        Duration::from_secs(30),
+        "the server kept running without its engine",
+    )
+    .await;
+    assert!(!status.success(), "{status:?}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(
+        log.contains("the allocation engine stopped") && log.contains("log_dir"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_plain_http_redirect_off_this_machine_stops_startup() {
+    let out = bin()
+        .env("COPR_POOLS_OIDC_CLIENT_ID", "copr-pools")
+        .env("COPR_POOLS_OIDC_CLIENT_SECRET", "x")
+        .env(
+            "COPR_POOLS_OIDC_REDIRECT_URL",
+            "http://pools.example.org/auth/callback",
+        )
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("`oidc_redirect_url`") && err.contains("https"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn importing_a_command_with_an_inline_secret_warns_and_keeps_it_as_written() {
+    let t = crate::support::TestDb::new(crate::support::Kind::Sqlite).await;
+    let file = t.dir.path().join("pools.yaml");
+    std::fs::write(
+        &file,
+        "os:\n  tags: [copr_builder]\n  cmd_new: spawn --os-password hunter2\n  cmd_delete: delete\n",
+    )
+    .unwrap();
+    let out = crate::support::copr_pools(&t, &[])
+        .args(["pools", "import"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("warning: pool \"os\": cmd_new appears to carry a secret inline (the option --os-password)"),
+        "{err}"
+    );
+    let (pools, _) = copr_pools::pools::load_all(&t.db).await.unwrap();
+    assert_eq!(pools[0].cmd_new, "spawn --os-password hunter2");
+    t.cleanup().await;
 }

@@ -2,11 +2,13 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use copr_pools::auth::session::Store;
+use copr_pools::bench::RpcClient;
 use copr_pools::config::Config;
 use copr_pools::db::{self, DbSettings};
 use copr_pools::engine::{Engine, EngineSettings};
@@ -98,6 +100,21 @@ impl TestDb {
         };
         let db = db::connect(&settings).await.expect("test database");
         TestDb { db, settings, dir }
+    }
+
+    /// A fresh PostgreSQL schema reached through `url` (a proxy in front of the test
+    /// database), migrated.
+    pub async fn postgres_via(url: String) -> TestDb {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let schema = format!("it_{}", uuid::Uuid::new_v4().simple());
+        pg_admin(&format!("CREATE SCHEMA {schema}")).await;
+        let settings = DbSettings {
+            url,
+            max_connections: 4,
+            schema: Some(schema),
+        };
+        let db = db::connect(&settings).await.expect("test database");
+        TestDb { db, settings, dir }.migrated().await
     }
 
     async fn migrated(self) -> TestDb {
@@ -197,6 +214,10 @@ impl TestApp {
 
     pub async fn with_config(t: &TestDb, config: Config) -> TestApp {
         let engine = Engine::new(t.db.clone(), engine_settings(t.dir.path()));
+        Self::with_engine(t, config, engine).await
+    }
+
+    pub async fn with_engine(t: &TestDb, config: Config, engine: Engine) -> TestApp {
         let store = Store::new(&t.db, t.settings.schema.as_deref())
             .await
             .expect("session store");
@@ -337,11 +358,10 @@ impl<'a> Browser<'a> {
 }
 
 pub fn engine_settings(dir: &Path) -> EngineSettings {
-    EngineSettings {
-        log_dir: dir.join("logs"),
-        period: Duration::from_millis(500),
-        livecheck_concurrency: 4,
-    }
+    let mut s = EngineSettings::new(dir.join("logs"));
+    s.period = Duration::from_millis(500);
+    s.livecheck_concurrency = 4;
+    s
 }
 
 /// The repository root (for the fake cloud scripts).
@@ -367,5 +387,160 @@ where
             panic!("timed out after {limit:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `copr-pools` on the test database, with its logs and site under the test's directory.
+/// `env` comes last, so a test can override anything.
+pub fn copr_pools(t: &TestDb, env: &[(String, String)]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_copr-pools"));
+    c.envs(t.env())
+        .env("COPR_POOLS_LOG_DIR", t.dir.path().join("logs"))
+        .env("COPR_POOLS_SITE_ROOT", t.dir.path().join("site"))
+        .env("COPR_POOLS_ENGINE_PERIOD_SECS", "1")
+        .env("COPR_POOLS_LOG", "warn")
+        .env_remove("COPR_POOLS_CONFIG")
+        .envs(env.iter().cloned());
+    c
+}
+
+/// A `copr-pools serve` process, killed (by its PID) when dropped.
+pub struct Server {
+    pub child: Child,
+}
+
+impl Server {
+    /// Starts `copr-pools serve` on the test database and waits until it answers XML-RPC.
+    pub async fn start(t: &TestDb, env: &[(String, String)], client: &RpcClient) -> Server {
+        let child = copr_pools(t, env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Server { child };
+        answering(client).await;
+        server
+    }
+
+    pub fn kill9(mut self) {
+        // SAFETY: sends SIGKILL to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+
+    pub fn stop(mut self) {
+        // SAFETY: sends SIGTERM to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until a server answers XML-RPC.
+pub async fn answering(client: &RpcClient) {
+    eventually("the server to answer", Duration::from_secs(30), || {
+        let c = client.clone();
+        async move { c.call("system.listMethods", vec![]).await.ok().map(|_| ()) }
+    })
+    .await;
+}
+
+/// A TCP proxy in front of PostgreSQL whose connections can be stalled one by one, the way a
+/// network hiccup or an overloaded server stalls a single session: bytes are held, nothing is
+/// closed. Stops when dropped.
+pub struct StallingProxy {
+    pub port: u16,
+    stalls: Arc<std::sync::Mutex<std::collections::HashMap<u16, tokio::sync::watch::Sender<bool>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StallingProxy {
+    pub async fn start(target: &str) -> StallingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stalls: Arc<
+            std::sync::Mutex<std::collections::HashMap<u16, tokio::sync::watch::Sender<bool>>>,
+        > = Default::default();
+        let target = target.to_string();
+        let map = stalls.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                // PostgreSQL sees this port as the session's client_port.
+                let upstream_port = server.local_addr().unwrap().port();
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                map.lock().unwrap().insert(upstream_port, tx);
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pump(cr, sw, rx.clone()));
+                tokio::spawn(pump(sr, cw, rx));
+            }
+        });
+        StallingProxy { port, stalls, task }
+    }
+
+    /// The URL of the test database through this proxy.
+    pub fn url(&self) -> String {
+        let direct = url::Url::parse(&pg_url()).unwrap();
+        let mut u = direct.clone();
+        u.set_host(Some("127.0.0.1")).unwrap();
+        u.set_port(Some(self.port)).unwrap();
+        u.to_string()
+    }
+
+    /// Holds every byte of the session whose client port (in `pg_stat_activity`) is `port`.
+    pub fn stall(&self, port: u16) {
+        let map = self.stalls.lock().unwrap();
+        map.get(&port)
+            .unwrap_or_else(|| panic!("no proxied session from port {port}"))
+            .send_replace(true);
+    }
+
+    pub fn resume_all(&self) {
+        for tx in self.stalls.lock().unwrap().values() {
+            tx.send_replace(false);
+        }
+    }
+}
+
+impl Drop for StallingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut stalled: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if stalled.wait_for(|s| !*s).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
     }
 }

@@ -135,3 +135,93 @@ async fn the_status_server_function_answers_json() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_failed_engine_is_never_reported_running() {
+    let t = TestDb::new(Kind::Sqlite).await;
+    let engine = copr_pools::engine::Engine::new(
+        t.db.clone(),
+        crate::support::engine_settings(t.dir.path()),
+    );
+    let app = TestApp::with_engine(&t, copr_pools::config::Config::default(), engine.clone()).await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+
+    // A running engine, then one whose task panics halfway.
+    let run = {
+        let (e, s) = (engine.clone(), shutdown.clone());
+        tokio::spawn(async move { e.run(s).await })
+    };
+    crate::support::eventually(
+        "the engine to run",
+        std::time::Duration::from_secs(10),
+        || {
+            let leader = engine.stats().leader;
+            async move { leader.then_some(()) }
+        },
+    )
+    .await;
+    let (_, body) = app.get("/readyz").await;
+    assert!(body.contains("\"engine\":\"running here\""), "{body}");
+    shutdown.cancel();
+    run.await.unwrap().unwrap();
+
+    let mut panicking = tokio::spawn(async {
+        if std::hint::black_box(true) {
+            panic!("injected engine failure");
+        }
+        Ok(())
+    });
+    let verdict = engine
+        .supervise(&mut panicking, &tokio_util::sync::CancellationToken::new())
+        .await;
+    let error = verdict.unwrap_err().to_string();
+    assert!(error.contains("injected engine failure"), "{error}");
+    let stats = engine.stats();
+    assert!(stats.failed && !stats.leader);
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["engine"], "failed");
+    assert!(
+        v["engine_error"].as_str().unwrap().contains("injected"),
+        "{body}"
+    );
+
+    // An engine that returns on its own, unasked, fails the same way.
+    let mut returned = tokio::spawn(async { Ok(()) });
+    let verdict = engine
+        .supervise(&mut returned, &tokio_util::sync::CancellationToken::new())
+        .await;
+    assert!(
+        verdict
+            .unwrap_err()
+            .to_string()
+            .contains("without being asked")
+    );
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn responses_forbid_framing_and_sniffing() {
+    let t = TestDb::new(Kind::Sqlite).await;
+    let app = TestApp::new(&t).await;
+    for path in ["/", "/healthz", "/api/v1/me", "/no/such/page", "/api/stats"] {
+        let (_, headers, _) = app
+            .request(http::Request::get(path).body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'"),
+            "{path}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(
+            headers["referrer-policy"], "strict-origin-when-cross-origin",
+            "{path}"
+        );
+    }
+    t.cleanup().await;
+}
