@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-browser=no
-[[ "${1:-}" == "--browser" ]] && browser=yes
+# --browser: also what the tests need (Chromium, cargo-deny).
+testing=no
+[[ "${1:-}" == "--browser" ]] && testing=yes
 
 step() { printf '==> %s\n' "$*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -39,7 +40,12 @@ if [[ ! -f end2end/node_modules/.package-lock.json || end2end/package-lock.json 
     (cd end2end && npm ci --no-audit --no-fund)
 fi
 
-if [[ $browser == yes ]] && ! have chromium; then
+if [[ $testing == yes ]] && ! cargo deny --version 2>/dev/null | grep -qw '0.20.2'; then
+    step "installing cargo-deny 0.20.2 (about 3 minutes on 2 cores)"
+    cargo install cargo-deny --version 0.20.2 --locked
+fi
+
+if [[ $testing == yes ]] && ! have chromium; then
     step "installing Debian's chromium"
     sudo=""
     [[ $(id -u) -ne 0 ]] && sudo="sudo"
