@@ -19,11 +19,17 @@ export const appEnv = {
   COPR_POOLS_LISTEN: `127.0.0.1:${APP_PORT}`,
   COPR_POOLS_XMLRPC_LISTEN: `127.0.0.1:${APP_XMLRPC_PORT}`,
   COPR_POOLS_LOG_DIR: `${STATE}/app/logs`,
+  COPR_POOLS_DATA_DIR: `${STATE}/app/data`,
   COPR_POOLS_SITE_ROOT: '../target/site',
   COPR_POOLS_ENGINE_PERIOD_SECS: '1',
-  COPR_POOLS_LOG: 'warn',
+  // Everything the server logs goes to a file the credential tests search for secrets.
+  COPR_POOLS_LOG: 'debug',
   COPR_POOLS_DEV_LOGIN: 'true',
+  COPR_POOLS_DEMO_SPAWNERS: 'true',
 };
+
+/** The app's log file. */
+export const APP_LOG = `${STATE}/app/server.log`;
 
 const chromiumArgs = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -65,6 +71,7 @@ export default defineConfig({
         COPR_POOLS_LISTEN: `127.0.0.1:${OIDC_APP_PORT}`,
         COPR_POOLS_XMLRPC_LISTEN: '127.0.0.1:49320',
         COPR_POOLS_LOG_DIR: `${STATE}/oidc/logs`,
+        COPR_POOLS_DATA_DIR: `${STATE}/oidc/data`,
         COPR_POOLS_SITE_ROOT: '../target/site',
         COPR_POOLS_LOG: 'warn',
         COPR_POOLS_OIDC_ISSUER: IDP,
@@ -79,13 +86,13 @@ export default defineConfig({
       stderr: 'pipe',
     },
     {
-      command: `rm -rf ${STATE}/app && mkdir -p ${STATE}/app && exec ${BIN} serve`,
+      command: `rm -rf ${STATE}/app && mkdir -p ${STATE}/app && exec ${BIN} serve 2>${STATE}/app/server.log`,
       url: `http://127.0.0.1:${APP_PORT}/readyz`,
       env: appEnv,
       reuseExistingServer: false,
       timeout: 60_000,
       stdout: 'ignore',
-      stderr: 'pipe',
+      stderr: 'ignore',
     },
   ],
 });

@@ -2,6 +2,8 @@
 //! fetch it, and (server only) the [`Backend`] port through which those functions reach the
 //! database without this crate knowing about it.
 
+pub mod credentials;
+
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +102,8 @@ pub struct MemberView {
 pub struct PoolBrief {
     pub name: String,
     pub state: String,
+    /// Why the pool is in its state, when something other than an admin put it there.
+    pub state_reason: Option<String>,
     pub max: i64,
     pub up: i64,
     pub taken: i64,
@@ -111,6 +115,8 @@ pub struct TeamView {
     pub name: String,
     pub members: Vec<MemberView>,
     pub pools: Vec<PoolBrief>,
+    /// The team's cloud credentials, without their secrets.
+    pub credentials: Vec<credentials::CredentialView>,
 }
 
 /// The engine's figures for admins.

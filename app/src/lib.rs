@@ -24,6 +24,7 @@ use crate::api::get_session;
 use crate::components::layout::{Layout, SessionResource};
 use crate::pages::admin::AdminPage;
 use crate::pages::auth::{DevSignInPage, SignInFailedPage};
+use crate::pages::credentials::{AddCredentialPage, CredentialDetailPage};
 use crate::pages::teams::{TeamPage, TeamsPage};
 use crate::pages::{not_found::NotFound, status::StatusPage};
 
@@ -68,6 +69,8 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("") view=StatusPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("teams") view=TeamsPage ssr=SsrMode::Async/>
                     <Route path=(StaticSegment("teams"), ParamSegment("name")) view=TeamPage ssr=SsrMode::Async/>
+                    <Route path=(StaticSegment("teams"), ParamSegment("name"), StaticSegment("credentials"), StaticSegment("new")) view=AddCredentialPage ssr=SsrMode::Async/>
+                    <Route path=(StaticSegment("teams"), ParamSegment("name"), StaticSegment("credentials"), ParamSegment("id")) view=CredentialDetailPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("admin") view=AdminPage ssr=SsrMode::Async/>
                     <Route path=(StaticSegment("auth"), StaticSegment("dev")) view=DevSignInPage ssr=SsrMode::Async/>
                     <Route path=(StaticSegment("auth"), StaticSegment("failed")) view=SignInFailedPage ssr=SsrMode::Async/>

@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_identity_and_audit;
 mod m20261128_000002_engine;
+mod m20261128_000003_credentials;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_identity_and_audit::Migration),
             Box::new(m20261128_000002_engine::Migration),
+            Box::new(m20261128_000003_credentials::Migration),
         ]
     }
 }

@@ -63,6 +63,14 @@ pub enum ResourceCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Print a new key for `secret_keys` / `secret_keys_file`.
+    Generate,
+    /// Seal every stored secret again with the first configured key.
+    Rotate,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum TicketCommand {
     /// List tickets that are not CLOSED.
     List {
@@ -146,7 +154,7 @@ pub async fn pools(config: &Config, command: PoolsCommand) -> anyhow::Result<()>
                 std::fs::read_to_string(&file)
                     .with_context(|| format!("cannot read {}", file.display()))?
             };
-            let imported = match parse_pools_yaml(&text) {
+            let mut imported = match parse_pools_yaml(&text) {
                 Ok(i) => i,
                 Err(errors) => {
                     for e in &errors {
@@ -161,6 +169,17 @@ pub async fn pools(config: &Config, command: PoolsCommand) -> anyhow::Result<()>
             };
             for w in &imported.warnings {
                 eprintln!("warning: {w}");
+            }
+            let unresolved = crate::pools::resolve_credentials(&db, &mut imported).await?;
+            if !unresolved.is_empty() {
+                for e in &unresolved {
+                    eprintln!("{}: {e}", file.display());
+                }
+                bail!(
+                    "{} problem(s) in {}; nothing was imported",
+                    unresolved.len(),
+                    file.display()
+                );
             }
             if dry_run {
                 let (current, _) = crate::pools::load_all(&db).await?;
@@ -190,7 +209,8 @@ pub async fn pools(config: &Config, command: PoolsCommand) -> anyhow::Result<()>
             for e in &broken {
                 eprintln!("warning: not exported: {e}");
             }
-            let yaml = export_pools_yaml(&pools);
+            let names = crate::credentials::Vault::qualified_names(&db).await?;
+            let yaml = export_pools_yaml(&pools, &names);
             match file {
                 Some(path) => std::fs::write(&path, yaml)
                     .with_context(|| format!("cannot write {}", path.display()))?,
@@ -327,4 +347,37 @@ pub async fn ticket(config: &Config, command: TicketCommand) -> anyhow::Result<(
         }
     }
     Ok(())
+}
+
+pub async fn key(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Generate => {
+            println!("{}", crate::secrets::generate_key());
+            Ok(())
+        }
+        KeyCommand::Rotate => {
+            let db = connect(config).await?;
+            let (keyring, _) = crate::secrets::Keyring::load(config)?;
+            let current = keyring.current_id().to_string();
+            let vault = crate::credentials::Vault::new(db, std::sync::Arc::new(keyring));
+            let report = vault.rotate().await?;
+            println!(
+                "re-encrypted {} secret(s) with key {current}; {} already were",
+                report.resealed, report.already_current
+            );
+            for u in &report.unreadable {
+                eprintln!(
+                    "cannot re-encrypt credential {}/{} (id {}): {}",
+                    u.team, u.name, u.id, u.why
+                );
+            }
+            if !report.unreadable.is_empty() {
+                bail!(
+                    "{} secret(s) could not be opened with the configured keys; add the key they were sealed with and run again",
+                    report.unreadable.len()
+                );
+            }
+            Ok(())
+        }
+    }
 }

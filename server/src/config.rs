@@ -98,6 +98,10 @@ struct RawConfig {
     dev_login: bool,
     session_inactivity_secs: u64,
     session_max_age_secs: u64,
+    data_dir: PathBuf,
+    secret_keys: Vec<Secret>,
+    secret_keys_file: Option<PathBuf>,
+    demo_spawners: bool,
 }
 
 impl Default for RawConfig {
@@ -137,6 +141,10 @@ impl Default for RawConfig {
             dev_login: false,
             session_inactivity_secs: 8 * 3600,
             session_max_age_secs: 7 * 24 * 3600,
+            data_dir: "data".into(),
+            secret_keys: Vec::new(),
+            secret_keys_file: None,
+            demo_spawners: false,
         }
     }
 }
@@ -147,9 +155,10 @@ const LIST_KEYS: &[&str] = &[
     "admin_groups",
     "team_groups",
     "hook_env_passthrough",
+    "secret_keys",
 ];
 /// Keys that hold secrets and may instead be read from `<KEY>_FILE`.
-const SECRET_KEYS: &[&str] = &["oidc_client_secret"];
+const SECRET_KEYS: &[&str] = &["oidc_client_secret", "secret_keys"];
 
 /// OpenID Connect client settings, present when sign-in with an external provider is set up.
 #[derive(Debug, Clone)]
@@ -188,6 +197,15 @@ pub struct Config {
     pub dev_login: bool,
     pub session_inactivity_secs: u64,
     pub session_max_age_secs: u64,
+    /// copr-pools' own files: the generated `secret.key` (embedded default only) and the
+    /// short-lived credential files of running hooks.
+    pub data_dir: PathBuf,
+    /// Keys that encrypt stored secrets (`<id>:<base64 of 32 bytes>`), the first one for new
+    /// ciphertexts; from `secret_keys` or the lines of `secret_keys_file`. Empty: see
+    /// [`crate::secrets::Keyring::load`].
+    pub secret_keys: Vec<Secret>,
+    /// The demo spawners (the `local` credential kind) are offered.
+    pub demo_spawners: bool,
 }
 
 /// Why the configuration was refused.
@@ -271,6 +289,9 @@ impl Config {
         if let Some(path) = secret_files.remove("oidc_client_secret") {
             raw.oidc_client_secret_file = Some(path);
         }
+        if let Some(path) = secret_files.remove("secret_keys") {
+            raw.secret_keys_file = Some(path);
+        }
         Config::from_raw(raw)
     }
 
@@ -331,6 +352,7 @@ impl Config {
         };
 
         let oidc = oidc_config(&raw)?;
+        let secret_keys = secret_keys(&raw)?;
         if raw.dev_login && oidc.is_some() {
             return Err(invalid(
                 "dev_login",
@@ -369,6 +391,9 @@ impl Config {
             dev_login: raw.dev_login,
             session_inactivity_secs: raw.session_inactivity_secs,
             session_max_age_secs: raw.session_max_age_secs,
+            data_dir: raw.data_dir,
+            secret_keys,
+            demo_spawners: raw.demo_spawners,
         })
     }
 
@@ -385,6 +410,46 @@ fn parse_addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError>
             format!("{value:?} is not an address; write IP:PORT, e.g. 127.0.0.1:3000"),
         )
     })
+}
+
+/// The configured encryption keys: `secret_keys`, or one per line of `secret_keys_file`
+/// (blank lines and `#` comments skipped). Their shape is checked when the keyring is built.
+fn secret_keys(raw: &RawConfig) -> Result<Vec<Secret>, ConfigError> {
+    match (&raw.secret_keys_file, raw.secret_keys.is_empty()) {
+        (Some(_), false) => Err(invalid(
+            "secret_keys",
+            "is set both directly and through secret_keys_file; keep one",
+        )),
+        (Some(path), true) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    "secret_keys_file",
+                    format!("{} cannot be read: {e}", path.display()),
+                )
+            })?;
+            let keys = key_lines(&text);
+            if keys.is_empty() {
+                return Err(invalid(
+                    "secret_keys_file",
+                    format!(
+                        "{} holds no key; put one per line (copr-pools key generate prints one)",
+                        path.display()
+                    ),
+                ));
+            }
+            Ok(keys)
+        }
+        (None, _) => Ok(raw.secret_keys.clone()),
+    }
+}
+
+/// The keys of a key file: one per line, blank lines and `#` comments skipped.
+pub fn key_lines(text: &str) -> Vec<Secret> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(Secret::new)
+        .collect()
 }
 
 /// Passthrough entries are variable names or `PREFIX*`; the server's own settings never pass.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use copr_pools::cli::{self, PoolsCommand, ResourceCommand, TicketCommand};
+use copr_pools::cli::{self, KeyCommand, PoolsCommand, ResourceCommand, TicketCommand};
 use copr_pools::config::{CONFIG_PATH_ENV, Config};
 
 /// Self-service builder pools for Fedora Copr, with a resalloc-compatible allocation engine.
@@ -36,6 +36,9 @@ enum Command {
     Ticket(TicketCommand),
     /// Measure the engine and the XML-RPC API and print the figures.
     Bench(cli::BenchArgs),
+    /// Keys that encrypt stored credentials: generate one, rotate to the first configured.
+    #[command(subcommand)]
+    Key(KeyCommand),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
             Command::Resource(c) => cli::resource(&config, c).await,
             Command::Ticket(c) => cli::ticket(&config, c).await,
             Command::Bench(a) => copr_pools::bench::run(&config, a).await,
+            Command::Key(c) => cli::key(&config, c).await,
         }
     });
     match result {

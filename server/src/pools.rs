@@ -12,9 +12,12 @@ use sea_orm::{
 use serde_json::json;
 
 use crate::audit::{self, Actor};
+use crate::credentials::Vault;
 use crate::engine::model::PoolConfig;
-use crate::engine::pools::{PoolError, from_model, inline_secret_warnings, to_model, validate_all};
-use crate::entities::pools;
+use crate::engine::pools::{
+    Imported, PoolError, err, from_model, inline_secret_warnings, to_model, validate_all,
+};
+use crate::entities::{credentials, pools};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolsError {
@@ -59,6 +62,7 @@ pub async fn save(
     actor: &Actor,
 ) -> Result<Saved, PoolsError> {
     let txn = crate::db::begin_write(db).await?;
+    let incoming = &owned_by_credential_teams(&txn, incoming).await?;
     let existing: BTreeMap<String, pools::Model> = pools::Entity::find()
         .all(&txn)
         .await?
@@ -74,10 +78,12 @@ pub async fn save(
     for p in incoming {
         combined.insert(p.name.clone(), p.clone());
     }
-    let errors = validate_all(combined.values());
+    let mut errors = validate_all(combined.values());
+    errors.extend(check_credentials(&txn, incoming).await?);
     if !errors.is_empty() {
         return Err(PoolsError::Invalid(errors));
     }
+    let names = Vault::qualified_names(&txn).await?;
 
     let now = Utc::now();
     let mut saved = Saved::default();
@@ -98,7 +104,7 @@ pub async fn save(
                     "pool.create",
                     "pool",
                     &p.name,
-                    json!({ "definition": definition_json(p) }),
+                    json!({ "definition": definition_json(p, &names) }),
                 )
                 .await?;
                 saved.created.push(p.name.clone());
@@ -119,7 +125,7 @@ pub async fn save(
                 am.last_list_ms = NotSet;
                 am.created_at = NotSet;
                 am.update(&txn).await?;
-                let changes = diff(old_def.as_ref(), p);
+                let changes = diff(old_def.as_ref(), p, &names);
                 audit::record(
                     &txn,
                     actor,
@@ -139,16 +145,22 @@ pub async fn save(
 
 /// A pool's definition as JSON for the audit log (commands hold no secrets: credentials reach
 /// hooks through the environment).
-fn definition_json(p: &PoolConfig) -> serde_json::Value {
-    let yaml = crate::engine::pools::export_pools_yaml(std::slice::from_ref(p));
+fn definition_json(p: &PoolConfig, credentials: &BTreeMap<i32, String>) -> serde_json::Value {
+    let yaml = crate::engine::pools::export_pools_yaml(std::slice::from_ref(p), credentials);
     let value: serde_norway::Value = serde_norway::from_str(&yaml).unwrap_or_default();
     serde_json::to_value(value.get(&p.name).cloned().unwrap_or_default()).unwrap_or_default()
 }
 
 /// The keys whose values differ, as {key: [before, after]}.
-fn diff(before: Option<&PoolConfig>, after: &PoolConfig) -> serde_json::Value {
-    let after_json = definition_json(after);
-    let before_json = before.map(definition_json).unwrap_or_default();
+fn diff(
+    before: Option<&PoolConfig>,
+    after: &PoolConfig,
+    credentials: &BTreeMap<i32, String>,
+) -> serde_json::Value {
+    let after_json = definition_json(after, credentials);
+    let before_json = before
+        .map(|b| definition_json(b, credentials))
+        .unwrap_or_default();
     let mut changes = serde_json::Map::new();
     if let Some(obj) = after_json.as_object() {
         for (k, v) in obj {
@@ -162,4 +174,78 @@ fn diff(before: Option<&PoolConfig>, after: &PoolConfig) -> serde_json::Value {
         }
     }
     serde_json::Value::Object(changes)
+}
+
+/// Turns the `credential: team/name` of imported pools into credential ids. The pool
+/// belongs to the credential's team (unless the file says otherwise, which is refused).
+pub async fn resolve_credentials(
+    db: &impl ConnectionTrait,
+    imported: &mut Imported,
+) -> Result<Vec<PoolError>, DbErr> {
+    let mut errors = Vec::new();
+    for p in &mut imported.pools {
+        let Some(qualified) = imported.credentials.get(&p.name) else {
+            continue;
+        };
+        match Vault::resolve(db, qualified).await? {
+            Some((id, team_id)) => {
+                p.credential_id = Some(id);
+                p.owner_team_id = Some(team_id);
+            }
+            None => errors.push(err(
+                &p.name,
+                "credential",
+                format!(
+                    "{qualified:?} is no live credential: name one of the team's credentials as team/name (revoked ones cannot be used)"
+                ),
+            )),
+        }
+    }
+    Ok(errors)
+}
+
+/// The pools, each owned by its credential's team when it names a credential but no owner.
+async fn owned_by_credential_teams(
+    db: &impl ConnectionTrait,
+    incoming: &[PoolConfig],
+) -> Result<Vec<PoolConfig>, DbErr> {
+    let mut out = incoming.to_vec();
+    for p in &mut out {
+        if let (Some(id), None) = (p.credential_id, p.owner_team_id)
+            && let Some(c) = credentials::Entity::find_by_id(id).one(db).await?
+        {
+            p.owner_team_id = Some(c.team_id);
+        }
+    }
+    Ok(out)
+}
+
+/// A pool may only use a live credential, and only of its own team.
+async fn check_credentials(
+    db: &impl ConnectionTrait,
+    incoming: &[PoolConfig],
+) -> Result<Vec<PoolError>, DbErr> {
+    let mut errors = Vec::new();
+    for p in incoming {
+        let Some(id) = p.credential_id else {
+            continue;
+        };
+        match credentials::Entity::find_by_id(id).one(db).await? {
+            None => errors.push(err(&p.name, "credential", format!("credential {id} does not exist"))),
+            Some(c) if c.revoked_at.is_some() && p.state == crate::engine::model::PoolState::Active => {
+                errors.push(err(
+                    &p.name,
+                    "credential",
+                    format!("credential {} was revoked; the pool cannot run with it: give it a live credential", c.name),
+                ))
+            }
+            Some(c) if p.owner_team_id.is_some_and(|t| t != c.team_id) => errors.push(err(
+                &p.name,
+                "credential",
+                format!("credential {} belongs to another team than the pool", c.name),
+            )),
+            Some(_) => {}
+        }
+    }
+    Ok(errors)
 }

@@ -13,9 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::session::Store;
 use crate::config::Config;
+use crate::credentials::Vault;
 use crate::engine::hooks::HookEnv;
 use crate::engine::{Engine, EngineSettings};
-use crate::web::{AppState, router};
+use crate::secrets::{KeySource, Keyring};
+use crate::state::AppState;
+use crate::web::router;
 use crate::{db, telemetry, xmlrpc};
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -35,7 +38,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "the development sign-in is on: anyone who can reach this address can sign in as anyone"
         );
     }
-    let engine = Engine::new(db.clone(), engine_settings(&config));
+    let (keyring, source) = Keyring::load(&config)?;
+    match &source {
+        KeySource::Created(path) => tracing::warn!(
+            path = %path.display(),
+            "created a key for stored secrets; back it up, without it the stored credentials cannot be read"
+        ),
+        KeySource::Found(path) => {
+            tracing::info!(path = %path.display(), key_ids = ?keyring.ids(), "key for stored secrets")
+        }
+        KeySource::Configured => {
+            tracing::info!(key_ids = ?keyring.ids(), "keys for stored secrets")
+        }
+    }
+    let vault = Vault::new(db.clone(), Arc::new(keyring));
+    for u in vault.unreadable().await? {
+        tracing::error!(
+            credential = %format!("{}/{}", u.team, u.name),
+            id = u.id,
+            key_id = %u.key_id,
+            why = %u.why,
+            "a stored credential cannot be decrypted with the configured keys: add the key it was sealed with (secret_keys) or give the credential a new secret"
+        );
+    }
+    let mut settings = engine_settings(&config);
+    settings.hooks.credentials = Some(Arc::new(vault.clone()));
+    let engine = Engine::new(db.clone(), settings);
     let shutdown = CancellationToken::new();
     let config = Arc::new(config);
 
@@ -54,7 +82,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = Store::new(&db, None)
         .await
         .context("cannot prepare the session table")?;
-    let state = AppState::new(config.clone(), db.clone(), engine.clone());
+    let state = AppState::new(config.clone(), db.clone(), engine.clone(), vault);
     let mut tasks = tokio::task::JoinSet::new();
     {
         let (store, stop) = (store.clone(), shutdown.clone());
@@ -161,7 +189,8 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
     let mut settings = EngineSettings::new(config.log_dir.clone());
     settings.period = Duration::from_secs(config.engine_period_secs);
     settings.livecheck_concurrency = config.livecheck_concurrency;
-    settings.hook_env = HookEnv::from_process(&config.hook_env_passthrough);
+    settings.hooks.env = HookEnv::from_process(&config.hook_env_passthrough);
+    settings.hooks.secrets_dir = config.data_dir.join("hook-secrets");
     settings
 }
 

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod credentials;
 pub mod not_found;
 pub mod status;
 pub mod teams;

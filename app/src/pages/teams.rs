@@ -8,6 +8,7 @@ use leptos_router::hooks::use_params_map;
 use crate::api::{TeamSummary, TeamView, get_my_teams, get_team};
 use crate::components::layout::PageHead;
 use crate::components::notice::ErrorNotice;
+use crate::pages::credentials::CredentialList;
 
 #[component]
 pub fn TeamsPage() -> impl IntoView {
@@ -109,7 +110,10 @@ fn TeamBody(team: TeamView) -> impl IntoView {
                                 {team.pools.into_iter().map(|p| view! {
                                     <tr>
                                         <th scope="row"><span class="pool-name">{p.name}</span></th>
-                                        <td data-label="State"><span class=format!("badge badge-{}", p.state)>{p.state.clone()}</span></td>
+                                        <td data-label="State">
+                                            <span class=format!("badge badge-{}", p.state)>{p.state.clone()}</span>
+                                            {p.state_reason.map(|r| view! { <p class="small muted state-reason">{r}</p> })}
+                                        </td>
                                         <td class="num" data-label="Max">{p.max}</td>
                                         <td class="num" data-label="Up">{p.up}</td>
                                         <td class="num" data-label="Taken">{p.taken}</td>
@@ -121,6 +125,7 @@ fn TeamBody(team: TeamView) -> impl IntoView {
                 }.into_any()
             }}
         </section>
+        <CredentialList team=team.name.clone() credentials=team.credentials/>
         <section class="section" aria-labelledby="team-members">
             <h2 id="team-members">"Members"</h2>
             <p class="muted">"Members who have signed in to copr-pools; membership itself is managed in Fedora Accounts."</p>

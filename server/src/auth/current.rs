@@ -15,7 +15,7 @@ use tower_sessions::Session;
 use super::session::{METHOD_DEV, SIGN_IN_METHOD, SIGNED_IN_AT, USER_ID};
 use crate::accounts::{self, CurrentUser};
 use crate::config::Config;
-use crate::web::AppState;
+use crate::state::AppState;
 use app::error::AppError;
 
 /// Reads the signed-in user from the session, ending sessions past their maximum age and

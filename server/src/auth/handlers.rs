@@ -16,7 +16,7 @@ use super::oidc::{Attempt, CallbackParams, LoginError};
 use super::session::{OIDC_ATTEMPT, SIGN_IN_FAILURE, SIGNED_IN_AT, USER_ID, random_token};
 use super::{csrf, safe_next, session};
 use crate::accounts::{self, Identity};
-use crate::web::AppState;
+use crate::state::AppState;
 use app::api::SignInFailure;
 use app::error::AppError;
 

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -95,6 +96,98 @@ impl HookEnv {
     }
 }
 
+/// Hands a hook the credential its pool uses. Implemented by the credentials module; the
+/// engine only knows credentials by id.
+#[async_trait::async_trait]
+pub trait HookCredentials: Send + Sync {
+    /// Writes the credential's files into `dir` (a fresh 0700 directory the hook runner
+    /// removes when the hook ends) and returns the variables the hook gets. The error says
+    /// why not, in words fit for the hook's log (never a secret).
+    async fn materialize(
+        &self,
+        credential_id: i32,
+        dir: &Path,
+    ) -> Result<Vec<(String, String)>, String>;
+}
+
+/// What every hook of an engine shares.
+#[derive(Clone)]
+pub struct HookContext {
+    /// Where `hooks/<id>_<kind>` logs go.
+    pub log_dir: PathBuf,
+    /// The part of the server's environment that hooks get.
+    pub env: HookEnv,
+    /// Where the short-lived credential files of running hooks go, one 0700 directory per
+    /// hook; emptied at startup after a crash.
+    pub secrets_dir: PathBuf,
+    /// Where credentials come from, when pools use them.
+    pub credentials: Option<Arc<dyn HookCredentials>>,
+}
+
+impl std::fmt::Debug for HookContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookContext")
+            .field("log_dir", &self.log_dir)
+            .field("env", &self.env)
+            .field("secrets_dir", &self.secrets_dir)
+            .field("credentials", &self.credentials.is_some())
+            .finish()
+    }
+}
+
+impl HookContext {
+    /// Logs under `log_dir`, credential files in `hook-secrets` beside it, no credentials,
+    /// and the allowed part of this process's environment.
+    pub fn new(log_dir: impl Into<PathBuf>) -> HookContext {
+        let log_dir = log_dir.into();
+        let secrets_dir = log_dir
+            .parent()
+            .map_or_else(|| PathBuf::from("hook-secrets"), |p| p.join("hook-secrets"));
+        HookContext {
+            log_dir,
+            env: HookEnv::from_process(&[]),
+            secrets_dir,
+            credentials: None,
+        }
+    }
+}
+
+/// Removes what hooks of a previous process left in `secrets_dir` (a crash or `kill -9`
+/// skips their cleanup). Returns how many directories went.
+pub fn sweep_secrets(secrets_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(secrets_dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| std::fs::remove_dir_all(e.path()).is_ok())
+        .count()
+}
+
+/// A hook's credential directory, removed however the hook ends.
+struct SecretsDir(PathBuf);
+
+impl SecretsDir {
+    fn create(root: &Path) -> std::io::Result<SecretsDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)?;
+        let dir = root.join(uuid::Uuid::new_v4().simple().to_string());
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        Ok(SecretsDir(dir))
+    }
+}
+
+impl Drop for SecretsDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            tracing::error!(dir = %self.0.display(), error = %e, "cannot remove a hook's credential files");
+        }
+    }
+}
+
 /// Everything needed to run one hook.
 #[derive(Debug, Clone)]
 pub struct HookSpec {
@@ -109,8 +202,10 @@ pub struct HookSpec {
     /// `cmd_new`'s captured output, handed to later hooks base64-encoded.
     pub data: Option<Vec<u8>>,
     pub timeout: Duration,
-    /// Extra environment (a credential's variables), added after the `RESALLOC_*` ones.
+    /// Extra environment, added after the `RESALLOC_*` ones.
     pub extra_env: BTreeMap<String, String>,
+    /// The credential of the hook's pool, handed over by [`HookContext::credentials`].
+    pub credential: Option<i32>,
 }
 
 /// What a hook did.
@@ -189,14 +284,10 @@ pub fn log_path(log_dir: &Path, resource_id: i64, kind: HookKind) -> PathBuf {
         .join(format!("{resource_id:06}_{}", kind.as_str()))
 }
 
-/// Runs the hook to completion, timeout or cancellation, in an environment made of `base`
-/// and the spec's own variables only.
-pub async fn run(
-    log_dir: &Path,
-    base: &HookEnv,
-    spec: &HookSpec,
-    cancel: &CancellationToken,
-) -> HookRun {
+/// Runs the hook to completion, timeout or cancellation, in an environment made of the
+/// context's allowed variables, the spec's own and its credential's only.
+pub async fn run(ctx: &HookContext, spec: &HookSpec, cancel: &CancellationToken) -> HookRun {
+    let log_dir = ctx.log_dir.as_path();
     let started = Instant::now();
     let path = spec.log_file(log_dir);
     if spec.resource_id == 0 {
@@ -231,14 +322,34 @@ pub async fn run(
         }
     };
 
+    // The credential's files live exactly as long as this function: the guard removes them
+    // when the hook ends, is killed or cancelled.
+    let mut credential_env = Vec::new();
+    let mut _secrets = None;
+    if let Some(id) = spec.credential {
+        match hand_over(ctx, id).await {
+            Ok((dir, env)) => {
+                _secrets = Some(dir);
+                credential_env = env;
+            }
+            Err(why) => {
+                let _ = log
+                    .write_all(format!("<{why}; the hook runs without it>\n").as_bytes())
+                    .await;
+                let _ = log.flush().await;
+            }
+        }
+    }
+
     let capture = spec.capture_limit();
     let mut command = Command::new("/bin/sh");
     command
         .arg("-c")
         .arg(&spec.command)
         .env_clear()
-        .envs(base.vars().iter().cloned())
+        .envs(ctx.env.vars().iter().cloned())
         .envs(spec.env())
+        .envs(credential_env)
         .env(HOOK_MARKER, marker(log_dir))
         .stdin(Stdio::null())
         .stderr(Stdio::from(stderr))
@@ -310,6 +421,22 @@ pub async fn run(
         }
     }
     finish(result, stdout)
+}
+
+/// Makes the hook's credential directory and fills it.
+async fn hand_over(
+    ctx: &HookContext,
+    id: i32,
+) -> Result<(SecretsDir, Vec<(String, String)>), String> {
+    let Some(credentials) = &ctx.credentials else {
+        return Err(format!(
+            "credential {id}: this server hands no credentials to hooks"
+        ));
+    };
+    let dir = SecretsDir::create(&ctx.secrets_dir)
+        .map_err(|e| format!("cannot make a directory for the credential's files: {e}"))?;
+    let env = credentials.materialize(id, &dir.0).await?;
+    Ok((dir, env))
 }
 
 /// Reads the hook's standard output line by line into the log, keeping the first `limit`
@@ -471,6 +598,14 @@ mod tests {
             data: Some(b"10.0.0.1\n".to_vec()),
             timeout: Duration::from_secs(10),
             extra_env: BTreeMap::new(),
+            credential: None,
+        }
+    }
+
+    fn ctx(dir: &Path) -> HookContext {
+        HookContext {
+            env: HookEnv::default(),
+            ..HookContext::new(dir)
         }
     }
 
@@ -482,13 +617,7 @@ mod tests {
             "echo $RESALLOC_ID $RESALLOC_NAME $RESALLOC_POOL_ID $RESALLOC_ID_IN_POOL $RESALLOC_NAMED_COUNTER_ip; \
              echo $RESALLOC_RESOURCE_DATA | base64 -d; echo oops >&2",
         );
-        let run = run(
-            dir.path(),
-            &HookEnv::default(),
-            &s,
-            &CancellationToken::new(),
-        )
-        .await;
+        let run = run(&ctx(dir.path()), &s, &CancellationToken::new()).await;
         assert_eq!(run.result, HookRunResult::Finished(HookResult::Success));
         let log = std::fs::read_to_string(dir.path().join("hooks/000007_watch")).unwrap();
         assert!(log.contains("7 p_00000007 p 2 5\n10.0.0.1\n"), "{log}");
@@ -499,16 +628,14 @@ mod tests {
     async fn new_captures_512_bytes_like_resalloc() {
         let dir = tempfile::tempdir().unwrap();
         let run1 = run(
-            dir.path(),
-            &HookEnv::default(),
+            &ctx(dir.path()),
             &spec(HookKind::New, "echo 10.0.0.9; echo second"),
             &CancellationToken::new(),
         )
         .await;
         assert_eq!(run1.stdout, b"10.0.0.9\nsecond\n");
         let long = run(
-            dir.path(),
-            &HookEnv::default(),
+            &ctx(dir.path()),
             &spec(HookKind::New, "head -c 600 /dev/zero | tr '\\0' a; echo"),
             &CancellationToken::new(),
         )
@@ -521,8 +648,7 @@ mod tests {
     async fn failures_timeouts_and_cancels_are_told_apart() {
         let dir = tempfile::tempdir().unwrap();
         let failed = run(
-            dir.path(),
-            &HookEnv::default(),
+            &ctx(dir.path()),
             &spec(HookKind::Release, "exit 3"),
             &CancellationToken::new(),
         )
@@ -531,13 +657,7 @@ mod tests {
 
         let mut slow = spec(HookKind::New, "echo started; sleep 30; echo never");
         slow.timeout = Duration::from_millis(300);
-        let timed = run(
-            dir.path(),
-            &HookEnv::default(),
-            &slow,
-            &CancellationToken::new(),
-        )
-        .await;
+        let timed = run(&ctx(dir.path()), &slow, &CancellationToken::new()).await;
         assert_eq!(timed.result, HookRunResult::Finished(HookResult::TimedOut));
         assert!(timed.took < Duration::from_secs(5));
         let log = std::fs::read_to_string(dir.path().join("hooks/000007_alloc")).unwrap();
@@ -551,7 +671,7 @@ mod tests {
         });
         let mut hung = spec(HookKind::New, "sleep 30");
         hung.timeout = Duration::from_secs(60);
-        let cancelled = run(dir.path(), &HookEnv::default(), &hung, &cancel).await;
+        let cancelled = run(&ctx(dir.path()), &hung, &cancel).await;
         assert_eq!(cancelled.result, HookRunResult::Cancelled);
     }
 
@@ -561,8 +681,7 @@ mod tests {
         // A hook that leaves a child behind, as `$(spawner)` inside a wrapper does when the
         // wrapper is killed.
         let run = run(
-            dir.path(),
-            &HookEnv::default(),
+            &ctx(dir.path()),
             &spec(HookKind::New, "sleep 300 >/dev/null 2>&1 & echo $!"),
             &CancellationToken::new(),
         )
@@ -633,7 +752,15 @@ mod tests {
         let mut s = spec(HookKind::Livecheck, "env");
         s.extra_env
             .insert("OS_CLOUD".to_string(), "team-cloud".to_string());
-        let ran = run(dir.path(), &base, &s, &CancellationToken::new()).await;
+        let ran = run(
+            &HookContext {
+                env: base,
+                ..ctx(dir.path())
+            },
+            &s,
+            &CancellationToken::new(),
+        )
+        .await;
         assert_eq!(ran.result, HookRunResult::Finished(HookResult::Success));
         let log = std::fs::read_to_string(dir.path().join("hooks/000007_watch")).unwrap();
         let names: Vec<&str> = log
@@ -704,13 +831,7 @@ mod tests {
         unknown.pool = "aws_x86".into();
         let hooks = dir.path().join("hooks");
         for spec in std::iter::repeat_n(&list, 8).chain([&other, &unknown]) {
-            run(
-                dir.path(),
-                &HookEnv::default(),
-                spec,
-                &CancellationToken::new(),
-            )
-            .await;
+            run(&ctx(dir.path()), spec, &CancellationToken::new()).await;
         }
         assert!(hooks.join("list_aws_arm").exists());
         assert!(!hooks.join("000000_list").exists(), "no shared list log");
@@ -725,6 +846,72 @@ mod tests {
         assert!(current <= POOL_LOG_ROTATE_BYTES + 310_000, "{current}");
         assert!(first > POOL_LOG_ROTATE_BYTES, "{first}");
         assert!(!hooks.join("list_aws_x86.4").exists());
+    }
+
+    /// Hands out credential 1 as a variable and a file; refuses every other id.
+    struct FakeCredentials;
+
+    #[async_trait::async_trait]
+    impl HookCredentials for FakeCredentials {
+        async fn materialize(&self, id: i32, dir: &Path) -> Result<Vec<(String, String)>, String> {
+            if id != 1 {
+                return Err(format!("credential {id} was revoked"));
+            }
+            let file = dir.join("token");
+            std::fs::write(&file, "file-secret").unwrap();
+            Ok(vec![
+                ("TOKEN_FILE".into(), file.display().to_string()),
+                ("TOKEN".into(), "env-secret".into()),
+            ])
+        }
+    }
+
+    #[tokio::test]
+    async fn credentials_live_only_as_long_as_their_hook() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = HookContext {
+            credentials: Some(Arc::new(FakeCredentials)),
+            ..ctx(dir.path())
+        };
+        let out = dir.path().join("seen");
+        let mut s = spec(
+            HookKind::Livecheck,
+            &format!("echo $TOKEN $(cat $TOKEN_FILE) > {}", out.display()),
+        );
+        s.credential = Some(1);
+        let ran = run(&ctx, &s, &CancellationToken::new()).await;
+        assert_eq!(ran.result, HookRunResult::Finished(HookResult::Success));
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "env-secret file-secret\n"
+        );
+        assert_eq!(
+            std::fs::read_dir(&ctx.secrets_dir).unwrap().count(),
+            0,
+            "removed after"
+        );
+
+        // Killed by its timeout: removed all the same.
+        let mut slow = spec(HookKind::New, "sleep 30");
+        slow.credential = Some(1);
+        slow.timeout = Duration::from_millis(200);
+        run(&ctx, &slow, &CancellationToken::new()).await;
+        assert_eq!(std::fs::read_dir(&ctx.secrets_dir).unwrap().count(), 0);
+
+        // A credential that cannot be handed over: the hook runs without it and says why.
+        let mut revoked = spec(HookKind::Release, "echo ran");
+        revoked.credential = Some(2);
+        run(&ctx, &revoked, &CancellationToken::new()).await;
+        let log = std::fs::read_to_string(dir.path().join("hooks/000007_release")).unwrap();
+        assert!(
+            log.contains("<credential 2 was revoked; the hook runs without it>"),
+            "{log}"
+        );
+        assert!(log.contains("ran"));
+
+        // Left over by a crash: swept.
+        std::fs::create_dir_all(ctx.secrets_dir.join("left-over")).unwrap();
+        assert_eq!(sweep_secrets(&ctx.secrets_dir), 1);
     }
 
     #[test]

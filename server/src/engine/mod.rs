@@ -34,36 +34,38 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use hooks::HookEnv;
+use hooks::HookContext;
 use leader::LeaderSettings;
 use tickets::Waiters;
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
-    /// Where `hooks/<id>_<kind>` logs go.
-    pub log_dir: PathBuf,
+    /// Hook logs, environment and credentials.
+    pub hooks: HookContext,
     /// The longest time between two passes when nothing happens.
     pub period: Duration,
     /// How many livechecks run at once.
     pub livecheck_concurrency: usize,
-    /// The part of the server's environment that hooks get.
-    pub hook_env: HookEnv,
     /// How the leader replica makes sure it still holds its lock (PostgreSQL).
     pub leader: LeaderSettings,
 }
 
 impl EngineSettings {
     /// The defaults of `copr-pools serve`, logging under `log_dir`, with the allowed part of
-    /// this process's environment for hooks.
+    /// this process's environment for hooks and no credentials.
     pub fn new(log_dir: impl Into<PathBuf>) -> EngineSettings {
         EngineSettings {
-            log_dir: log_dir.into(),
+            hooks: HookContext::new(log_dir),
             period: Duration::from_secs(5),
             livecheck_concurrency: 8,
-            hook_env: HookEnv::from_process(&[]),
             leader: LeaderSettings::default(),
         }
+    }
+
+    /// Where `hooks/<id>_<kind>` logs go.
+    pub fn log_dir(&self) -> &std::path::Path {
+        &self.hooks.log_dir
     }
 }
 

@@ -188,6 +188,8 @@ pub struct PoolConfig {
     /// An unknown machine is deleted only when two listings at least this many seconds apart
     /// both report it.
     pub unknown_min_age: u32,
+    /// The team credential handed to this pool's hooks (pools.yaml: `credential: team/name`).
+    pub credential_id: Option<i32>,
 }
 
 impl PoolConfig {
@@ -224,6 +226,7 @@ impl PoolConfig {
             start_on_waiting: false,
             list_period: 1800,
             unknown_min_age: 600,
+            credential_id: None,
         }
     }
 

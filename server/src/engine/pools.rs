@@ -28,7 +28,7 @@ impl std::fmt::Display for PoolError {
     }
 }
 
-fn err(pool: &str, key: &str, message: impl Into<String>) -> PoolError {
+pub fn err(pool: &str, key: &str, message: impl Into<String>) -> PoolError {
     PoolError {
         pool: pool.to_string(),
         key: key.to_string(),
@@ -71,6 +71,7 @@ pub const EXTRA_KEYS: &[&str] = &[
     "start_on_waiting",
     "list_period",
     "unknown_min_age",
+    "credential",
 ];
 
 /// Checks one pool on its own. Cross-pool rules are in [`validate_all`].
@@ -223,6 +224,9 @@ pub struct Imported {
     pub pools: Vec<PoolConfig>,
     /// Keys that were ignored, as resalloc does ("useless config option").
     pub warnings: Vec<String>,
+    /// The `credential: team/name` of pools that name one, by pool; the database layer
+    /// resolves them to ids.
+    pub credentials: BTreeMap<String, String>,
 }
 
 /// Words in a command line that suggest a secret written into it: option names and
@@ -334,7 +338,12 @@ pub fn parse_pools_yaml(text: &str) -> Result<Imported, Vec<PoolError>> {
             continue;
         };
         match pool_from_yaml(&name, body, &mut imported.warnings) {
-            Ok(p) => imported.pools.push(p),
+            Ok((p, credential)) => {
+                if let Some(c) = credential {
+                    imported.credentials.insert(p.name.clone(), c);
+                }
+                imported.pools.push(p);
+            }
             Err(mut e) => errors.append(&mut e),
         }
     }
@@ -353,7 +362,7 @@ fn pool_from_yaml(
     name: &str,
     body: Value,
     warnings: &mut Vec<String>,
-) -> Result<PoolConfig, Vec<PoolError>> {
+) -> Result<(PoolConfig, Option<String>), Vec<PoolError>> {
     let body = match body {
         Value::Mapping(m) => m,
         _ => {
@@ -367,6 +376,7 @@ fn pool_from_yaml(
     let mut p = PoolConfig::new(name, "", "");
     let mut errors = Vec::new();
     let mut has_prealloc = false;
+    let mut credential = None;
     for (key, value) in body {
         let Some(key) = key.as_str() else {
             errors.push(err(name, &format!("{key:?}"), "keys must be strings"));
@@ -412,6 +422,19 @@ fn pool_from_yaml(
                 }
                 "list_period" => p.list_period = uint(&value)?,
                 "unknown_min_age" => p.unknown_min_age = uint(&value)?,
+                "credential" => {
+                    let c = string(&value)?;
+                    match c.split_once('/') {
+                        Some((team, cred)) if !team.is_empty() && !cred.is_empty() => {
+                            credential = Some(c)
+                        }
+                        _ => {
+                            return Err(format!(
+                                "{c:?} is not team/name: name a team's credential, e.g. copr-team/aws-main"
+                            ));
+                        }
+                    }
+                }
                 other => warnings.push(format!("pool {name:?}: unknown key {other:?} ignored")),
             }
             Ok(())
@@ -429,7 +452,7 @@ fn pool_from_yaml(
         p.max_prealloc = 0;
     }
     if errors.is_empty() {
-        Ok(p)
+        Ok((p, credential))
     } else {
         Err(errors)
     }
@@ -511,7 +534,7 @@ fn show(v: &Value) -> String {
 }
 
 /// Writes pools as a resalloc `pools.yaml`, every key explicit.
-pub fn export_pools_yaml(pools: &[PoolConfig]) -> String {
+pub fn export_pools_yaml(pools: &[PoolConfig], credentials: &BTreeMap<i32, String>) -> String {
     let mut root = Mapping::new();
     for p in pools {
         let mut m = Mapping::new();
@@ -577,6 +600,16 @@ pub fn export_pools_yaml(pools: &[PoolConfig]) -> String {
         put("start_on_waiting", p.start_on_waiting.into());
         put("list_period", p.list_period.into());
         put("unknown_min_age", p.unknown_min_age.into());
+        if let Some(id) = p.credential_id {
+            put(
+                "credential",
+                credentials
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{id}"))
+                    .into(),
+            );
+        }
         root.insert(Value::from(p.name.clone()), Value::Mapping(m));
     }
     let header = "# Exported by copr-pools. resalloc reads this file too: it ignores (and warns\n\
@@ -632,6 +665,11 @@ pub fn to_model(
         last_list_ms: existing.and_then(|e| e.last_list_ms),
         created_at: existing.map_or(now, |e| e.created_at),
         updated_at: now,
+        credential_id: p.credential_id,
+        // A reason belongs to the state it explains: a new state drops it.
+        state_reason: existing
+            .filter(|e| e.state == p.state.as_str())
+            .and_then(|e| e.state_reason.clone()),
     }
 }
 
@@ -671,6 +709,7 @@ pub fn from_model(m: &pools::Model) -> Result<PoolConfig, Vec<PoolError>> {
     p.description = m.description.clone();
     p.owner_team_id = m.owner_team_id;
     p.start_on_waiting = m.start_on_waiting;
+    p.credential_id = m.credential_id;
     match PoolState::parse(&m.state) {
         Some(s) => p.state = s,
         None => errors.push(err(
@@ -771,7 +810,7 @@ copr_hv_x86_64_01_prod:
     #[test]
     fn export_then_import_is_the_same() {
         let pools = parse_pools_yaml(COPR_EXAMPLE).unwrap().pools;
-        let again = parse_pools_yaml(&export_pools_yaml(&pools)).unwrap();
+        let again = parse_pools_yaml(&export_pools_yaml(&pools, &BTreeMap::new())).unwrap();
         assert!(again.warnings.is_empty());
         assert_eq!(by_name(pools), by_name(again.pools));
     }

@@ -36,18 +36,26 @@ struct Carry {
 /// cannot be made); database trouble is retried.
 pub(super) async fn run(engine: Engine, shutdown: CancellationToken) -> Result<(), EngineError> {
     let db = engine.db().clone();
-    let hook_logs = engine.settings().log_dir.join("hooks");
+    let hook_logs = engine.settings().log_dir().join("hooks");
     if let Err(source) = tokio::fs::create_dir_all(&hook_logs).await {
         return Err(EngineError::LogDir {
             path: hook_logs,
             source,
         });
     }
-    let orphans = hooks::kill_orphans(&engine.settings().log_dir);
+    let orphans = hooks::kill_orphans(engine.settings().log_dir());
     if orphans > 0 {
         tracing::warn!(
             processes = orphans,
             "killed hooks left running by a previous server process"
+        );
+    }
+    // Their credential files too (after the kill, so no hook still reads them).
+    let swept = hooks::sweep_secrets(&engine.settings().hooks.secrets_dir);
+    if swept > 0 {
+        tracing::warn!(
+            hooks = swept,
+            "removed credential files left by hooks of a previous server process"
         );
     }
     loop {
@@ -249,6 +257,7 @@ fn launch_hooks(
                     data: None,
                     timeout: secs(pool.config.timeouts.new),
                     extra_env: BTreeMap::new(),
+                    credential: pool.config.credential_id,
                 };
                 (HookKind::New, s.id, s.pool, Some(spec))
             }
@@ -297,6 +306,7 @@ fn launch_hooks(
                     data: None,
                     timeout: secs(p.config.timeouts.list),
                     extra_env: BTreeMap::new(),
+                    credential: p.config.credential_id,
                 }
             }
             None => {
@@ -323,6 +333,7 @@ fn launch_hooks(
                     data: Some(data.get(&r.id).cloned().unwrap_or_default()),
                     timeout: secs(p.config.timeouts.for_kind(kind)),
                     extra_env: BTreeMap::new(),
+                    credential: p.config.credential_id,
                 }
             }
         };
@@ -353,6 +364,7 @@ fn unknown_delete_spec(pool: &PoolConfig, name: &str) -> HookSpec {
         data: None,
         timeout: secs(pool.timeouts.delete),
         extra_env: BTreeMap::new(),
+        credential: pool.credential_id,
     }
 }
 
@@ -420,8 +432,7 @@ fn spawn(
             None => None,
         };
         engine.hook_started();
-        let settings = engine.settings();
-        let run = hooks::run(&settings.log_dir, &settings.hook_env, &spec, &cancel).await;
+        let run = hooks::run(&engine.settings().hooks, &spec, &cancel).await;
         engine.hook_finished();
         if run.result == HookRunResult::NotStarted {
             // The machine (disk full, no processes left) will not do better at once: retry in

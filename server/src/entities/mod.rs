@@ -2,6 +2,8 @@
 //! Domain methods live in the modules named for their area, not here.
 
 pub mod audit_events;
+pub mod credential_secrets;
+pub mod credentials;
 pub mod memberships;
 pub mod named_counters;
 pub mod pools;

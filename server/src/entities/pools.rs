@@ -53,6 +53,9 @@ pub struct Model {
     pub last_list_ms: Option<i64>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    pub credential_id: Option<i32>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub state_reason: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -28,17 +28,47 @@ fn internal(context: &'static str) -> impl FnOnce(sea_orm::DbErr) -> AppError {
     }
 }
 
+/// The request's session, inside a server function or a page render.
+pub(super) async fn request_session() -> Result<Session, AppError> {
+    leptos_axum::extract::<Session>().await.map_err(|e| {
+        tracing::error!(error = %e, "no session layer around the server functions");
+        AppError::Internal
+    })
+}
+
+/// The signed-in user of the request, if any.
+pub(super) async fn request_user(state: &AppState) -> Result<Option<CurrentUser>, AppError> {
+    let session = request_session().await?;
+    current_user(&session, &state.db, &state.config).await
+}
+
+/// The request's form token (and, for a visitor, the form cookie set on the response).
+pub(super) async fn request_form_token(session: &Session) -> Result<String, AppError> {
+    let headers = leptos_axum::extract::<http::HeaderMap>()
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot read the request headers");
+            AppError::Internal
+        })?;
+    // Anonymous visitors get their form token as a cookie: nothing is stored for them.
+    let (token, set_cookie) = csrf::form_token(session, &headers).await;
+    if let Some(cookie) = set_cookie {
+        let response = leptos::prelude::use_context::<leptos_axum::ResponseOptions>();
+        match (response, http::HeaderValue::from_str(&cookie)) {
+            (Some(response), Ok(value)) => response.append_header(http::header::SET_COOKIE, value),
+            _ => tracing::warn!("cannot set the form cookie on this response"),
+        }
+    }
+    Ok(token)
+}
+
 impl ServerBackend {
     async fn session(&self) -> Result<Session, AppError> {
-        leptos_axum::extract::<Session>().await.map_err(|e| {
-            tracing::error!(error = %e, "no session layer around the server functions");
-            AppError::Internal
-        })
+        request_session().await
     }
 
     async fn user(&self) -> Result<Option<CurrentUser>, AppError> {
-        let session = self.session().await?;
-        current_user(&session, &self.state.db, &self.state.config).await
+        request_user(&self.state).await
     }
 }
 
@@ -53,23 +83,7 @@ impl Backend for ServerBackend {
     async fn session(&self) -> Result<SessionInfo, AppError> {
         let session = ServerBackend::session(self).await?;
         let user = current_user(&session, &self.state.db, &self.state.config).await?;
-        let headers = leptos_axum::extract::<http::HeaderMap>()
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot read the request headers");
-                AppError::Internal
-            })?;
-        // Anonymous visitors get their form token as a cookie: nothing is stored for them.
-        let (token, set_cookie) = csrf::form_token(&session, &headers).await;
-        if let Some(cookie) = set_cookie {
-            let response = leptos::prelude::use_context::<leptos_axum::ResponseOptions>();
-            match (response, http::HeaderValue::from_str(&cookie)) {
-                (Some(response), Ok(value)) => {
-                    response.append_header(http::header::SET_COOKIE, value)
-                }
-                _ => tracing::warn!("cannot set the form cookie on this response"),
-            }
-        }
+        let token = request_form_token(&session).await?;
         Ok(SessionInfo {
             user: user.map(|u| UserSummary {
                 username: u.username,
@@ -129,8 +143,10 @@ impl Backend for ServerBackend {
             .all(db)
             .await
             .map_err(internal("pools"))?;
+        let credentials = self.state.vault.list(&name).await.map_err(AppError::from)?;
         Ok(TeamView {
             name: team.name,
+            credentials,
             members: members
                 .into_iter()
                 .map(|m| MemberView {
@@ -146,6 +162,7 @@ impl Backend for ServerBackend {
                     PoolBrief {
                         name: p.name,
                         state: p.state,
+                        state_reason: p.state_reason,
                         max: i64::from(p.max),
                         up: c.up,
                         taken: c.taken,

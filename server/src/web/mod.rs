@@ -1,7 +1,8 @@
-//! The web side: the Leptos pages and server functions, sign-in, the operational endpoints,
-//! and the state they share.
+//! The web side: the Leptos pages and server functions, sign-in and the operational
+//! endpoints, over the state in [`crate::state`].
 
 mod backend;
+mod credentials;
 mod health;
 mod stats;
 
@@ -11,59 +12,14 @@ use std::time::Duration;
 use app::api::Backend;
 use app::{App, shell};
 use axum::Router;
-use axum::extract::FromRef;
 use axum::routing::get;
 use leptos::prelude::*;
 use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
-use sea_orm::DatabaseConnection;
 use tower_http::trace::TraceLayer;
 
-use crate::accounts::GroupPolicy;
-use crate::auth::oidc::Provider;
 use crate::auth::session::{self, Store};
 use crate::auth::{csrf, handlers};
-use crate::config::Config;
-use crate::engine::Engine;
-
-/// What every handler and server function can reach.
-#[derive(Clone, FromRef)]
-pub struct AppState {
-    pub leptos_options: LeptosOptions,
-    pub db: DatabaseConnection,
-    pub engine: Engine,
-    pub config: Arc<Config>,
-    /// The OpenID provider, when one is configured.
-    pub oidc: Option<Arc<Provider>>,
-}
-
-impl AppState {
-    pub fn new(config: Arc<Config>, db: DatabaseConnection, engine: Engine) -> AppState {
-        AppState {
-            leptos_options: leptos_options(&config),
-            oidc: config.oidc.clone().map(|c| Arc::new(Provider::new(c))),
-            db,
-            engine,
-            config,
-        }
-    }
-
-    pub fn group_policy(&self) -> GroupPolicy {
-        GroupPolicy {
-            admin_groups: self.config.admin_groups.clone(),
-            team_groups: self.config.team_groups.clone(),
-        }
-    }
-}
-
-/// The Leptos options for serving the built site from `site_root`.
-pub fn leptos_options(config: &Config) -> LeptosOptions {
-    LeptosOptions::builder()
-        .output_name("copr-pools")
-        .site_root(config.site_root.to_string_lossy().to_string())
-        .site_pkg_dir("pkg")
-        .site_addr(config.listen)
-        .build()
-}
+pub use crate::state::AppState;
 
 /// The app's routes, generated once per process: generating them flips a process-wide
 /// "don't load resources" switch in Leptos, which would stall any page rendering at the same
@@ -76,13 +32,21 @@ pub fn router(state: AppState, store: &Store) -> Router {
     let backend: Arc<dyn Backend> = Arc::new(backend::ServerBackend {
         state: state.clone(),
     });
-    let context = move || provide_context(backend.clone());
+    let credentials: Arc<dyn app::api::credentials::CredentialsBackend> =
+        Arc::new(credentials::ServerCredentials {
+            state: state.clone(),
+        });
+    let context = move || {
+        provide_context(backend.clone());
+        provide_context(credentials.clone());
+    };
     let inactivity = Duration::from_secs(state.config.session_inactivity_secs);
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/api/stats", get(stats::stats))
         .merge(handlers::routes())
+        .merge(credentials::routes())
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())

@@ -54,6 +54,21 @@ async fn authorization_matrix_of_every_route() {
         let app = TestApp::with_config(&t, dev_config()).await;
         // team-a must exist for the team page: alice's first sign-in creates it.
         browser_as(&app, Member).await;
+        let demo = crate::support::vault(&t)
+            .create(
+                &Actor::User("alice".into()),
+                "team-a",
+                copr_pools::credentials::NewCredential {
+                    kind: "local",
+                    variant: None,
+                    name: "demo",
+                    input: &Default::default(),
+                },
+                true,
+            )
+            .await
+            .unwrap();
+        assert_eq!(demo, 1);
         let login = |next: &str| format!("302 /auth/login?next={next}");
         let rows: Vec<(&str, &str, [String; 4])> = vec![
             (
@@ -110,6 +125,89 @@ async fn authorization_matrix_of_every_route() {
                 "POST",
                 "/api/ui/admin_overview",
                 ["401".into(), "403".into(), "403".into(), "200".into()],
+            ),
+            (
+                "GET",
+                "/teams/team-a/credentials/new",
+                [
+                    login("%2Fteams%2Fteam-a%2Fcredentials%2Fnew"),
+                    "403".into(),
+                    "200".into(),
+                    "200".into(),
+                ],
+            ),
+            (
+                "GET",
+                "/teams/team-a/credentials/1",
+                [
+                    login("%2Fteams%2Fteam-a%2Fcredentials%2F1"),
+                    "403".into(),
+                    "200".into(),
+                    "200".into(),
+                ],
+            ),
+            (
+                "POST",
+                "/api/ui/credentials?team=team-a",
+                ["401".into(), "403".into(), "200".into(), "200".into()],
+            ),
+            (
+                "POST",
+                "/api/ui/new_credential?team=team-a",
+                ["401".into(), "403".into(), "200".into(), "200".into()],
+            ),
+            (
+                "POST",
+                "/api/ui/credential?team=team-a&id=1",
+                ["401".into(), "403".into(), "200".into(), "200".into()],
+            ),
+            // Naming team-a's credential under another team finds nothing.
+            (
+                "POST",
+                "/api/ui/credential?team=team-b&id=1",
+                ["401".into(), "404".into(), "403".into(), "404".into()],
+            ),
+            // Changes: a visitor is sent to sign in, another team refused before anything is
+            // read, members and admins need the form's token.
+            (
+                "POST",
+                "/teams/team-a/credentials",
+                [
+                    "303 /auth/login?next=%2Fteams%2Fteam-a%2Fcredentials%2Fnew%3Fkind%3D".into(),
+                    "403".into(),
+                    "400".into(),
+                    "400".into(),
+                ],
+            ),
+            (
+                "POST",
+                "/teams/team-a/credentials/1/rename?name=stolen",
+                [
+                    "303 /auth/login?next=%2Fteams%2Fteam-a%2Fcredentials%2F1".into(),
+                    "403".into(),
+                    "400".into(),
+                    "400".into(),
+                ],
+            ),
+            (
+                "POST",
+                "/teams/team-a/credentials/1/secret",
+                [
+                    "303 /auth/login?next=%2Fteams%2Fteam-a%2Fcredentials%2F1".into(),
+                    "403".into(),
+                    "400".into(),
+                    "400".into(),
+                ],
+            ),
+            (
+                "POST",
+                "/teams/team-a/credentials/1/revoke?confirm=yes",
+                [
+                    "303 /auth/login?next=%2Fteams%2Fteam-a%2Fcredentials%2F1".into(),
+                    "403".into(),
+                    "400".into(),
+                    "400".into(),
+                ],
             ),
         ];
         for (i, who) in [Anonymous, OtherTeam, Member, Admin]

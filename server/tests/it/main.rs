@@ -4,6 +4,7 @@
 
 mod auth;
 mod crash;
+mod credentials;
 mod engine;
 mod leader;
 mod oidc;

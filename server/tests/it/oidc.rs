@@ -101,7 +101,12 @@ async fn start_app(t: &TestDb, issuer: &str, port: u16) -> App {
         .await
         .unwrap();
     let app = router(
-        AppState::new(Arc::new(config), t.db.clone(), engine),
+        AppState::new(
+            Arc::new(config),
+            t.db.clone(),
+            engine,
+            crate::support::vault(t),
+        ),
         &store,
     );
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))

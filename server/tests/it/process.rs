@@ -22,8 +22,54 @@ fn serve_on_sqlite(dir: &std::path::Path) -> (u16, Command) {
     )
     .env("COPR_POOLS_LISTEN", format!("127.0.0.1:{web}"))
     .env("COPR_POOLS_XMLRPC_LISTEN", format!("127.0.0.1:{rpc}"))
+    .env("COPR_POOLS_DATA_DIR", dir.join("data"))
     .arg("serve");
     (web, c)
+}
+
+/// Runs `copr-pools serve` on a SQLite file in `dir` (info logs, the key file of the
+/// embedded default) until it is ready, stops it with SIGTERM and returns how it exited and
+/// what it logged.
+async fn serve_until_ready(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
+    let (web, mut serve) = serve_on_sqlite(dir);
+    let mut child = serve
+        .env("COPR_POOLS_LOG_DIR", dir.join("logs"))
+        .env("COPR_POOLS_LOG", "info")
+        .env_remove("COPR_POOLS_SECRET_KEYS")
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(
+        "the server to be ready",
+        Duration::from_secs(30),
+        || async move {
+            reqwest::get(format!("http://127.0.0.1:{web}/readyz"))
+                .await
+                .ok()
+                .filter(|r| r.status() == 200)
+                .map(|_| ())
+        },
+    )
+    .await;
+    // SAFETY: signals our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = exited(
+        &mut child,
+        Duration::from_secs(15),
+        "no exit 15 s after SIGTERM",
+    )
+    .await;
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    (status, log)
 }
 
 /// Waits for the child to exit; kills it and fails with `why` after `limit`.
@@ -121,41 +167,8 @@ fn migrate_applies_then_reports_a_current_schema() {
 #[tokio::test]
 async fn serve_logs_json_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let (web, mut serve) = serve_on_sqlite(dir.path());
-    let mut child = serve
-        .env("COPR_POOLS_LOG_DIR", dir.path().join("logs"))
-        .env("COPR_POOLS_LOG_FORMAT", "json")
-        .env("COPR_POOLS_LOG", "info")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    eventually(
-        "the server to be ready",
-        Duration::from_secs(30),
-        || async move {
-            reqwest::get(format!("http://127.0.0.1:{web}/readyz"))
-                .await
-                .ok()
-                .filter(|r| r.status() == 200)
-                .map(|_| ())
-        },
-    )
-    .await;
-    // SAFETY: signals our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let status = exited(
-        &mut child,
-        Duration::from_secs(15),
-        "no exit 15 s after SIGTERM",
-    )
-    .await;
+    let (status, log) = serve_until_ready(dir.path(), &[("COPR_POOLS_LOG_FORMAT", "json")]).await;
     assert!(status.success(), "{status:?}");
-    let mut log = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
     let lines: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON log lines"))
@@ -260,6 +273,8 @@ async fn hooks_get_no_server_settings_or_secrets_in_their_environment() {
                 "db-password-x7",
                 "oidc-secret-from-a-file",
                 "servers-own-aws-secret",
+                // The key that seals stored credentials.
+                crate::support::TEST_KEY.split(':').nth(1).unwrap(),
             ] {
                 assert!(!text.contains(secret), "{secret} reached a hook:\n{text}");
             }
@@ -351,4 +366,143 @@ async fn importing_a_command_with_an_inline_secret_warns_and_keeps_it_as_written
     let (pools, _) = copr_pools::pools::load_all(&t.db).await.unwrap();
     assert_eq!(pools[0].cmd_new, "spawn --os-password hunter2");
     t.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_embedded_default_makes_its_key_once_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..2 {
+        let (_, log) = serve_until_ready(dir.path(), &[]).await;
+        let created = log.contains("created a key for stored secrets");
+        assert_eq!(created, round == 0, "round {round}: {log}");
+        let key = std::fs::read_to_string(dir.path().join("data/secret.key")).unwrap();
+        let key = key.lines().find(|l| !l.starts_with('#')).unwrap();
+        assert!(
+            !log.contains(key.split(':').nth(1).unwrap()),
+            "the key is not logged"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("data/secret.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[tokio::test]
+async fn postgres_without_a_key_does_not_start_and_names_the_setting() {
+    if !crate::support::postgres_available().await {
+        return;
+    }
+    let t = crate::support::TestDb::new(crate::support::Kind::Postgres).await;
+    let out = crate::support::copr_pools(&t, &[])
+        .env_remove("COPR_POOLS_SECRET_KEYS")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("secret_keys_file") && err.contains("copr-pools key generate"),
+        "{err}"
+    );
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn keys_are_generated_unreadable_secrets_reported_at_startup_and_rotation_counts() {
+    crate::support::each_db(|t| async move {
+        use crate::support::{Server, copr_pools};
+        // A credential sealed with the test key.
+        crate::credentials::create_aws(&t, crate::credentials::AWS_SECRET).await;
+
+        let generated = copr_pools(&t, &[])
+            .args(["key", "generate"])
+            .output()
+            .unwrap();
+        let new_key = String::from_utf8(generated.stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+        assert!(
+            new_key.starts_with('k') && new_key.contains(':'),
+            "{new_key}"
+        );
+        let new_id = new_key.split(':').next().unwrap().to_string();
+
+        // Started with only the new key: the server says which credential it cannot read.
+        let (web, rpc) = (free_port(), free_port());
+        let env = vec![
+            ("COPR_POOLS_LISTEN".to_string(), format!("127.0.0.1:{web}")),
+            (
+                "COPR_POOLS_XMLRPC_LISTEN".to_string(),
+                format!("127.0.0.1:{rpc}"),
+            ),
+            ("COPR_POOLS_SECRET_KEYS".to_string(), new_key.clone()),
+            ("COPR_POOLS_LOG".to_string(), "error".to_string()),
+        ];
+        let mut child = copr_pools(&t, &env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let client = copr_pools::bench::RpcClient::new(&format!("http://127.0.0.1:{rpc}/RPC2"));
+        crate::support::answering(&client).await;
+        // SAFETY: signals our own child.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        exited(&mut child, Duration::from_secs(15), "no exit after SIGTERM").await;
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+        assert!(
+            log.contains("cannot be decrypted")
+                && log.contains("team-a/aws-main")
+                && log.contains("key_id=test"),
+            "{log}"
+        );
+
+        // Rotation with the new key first re-seals it; then the new key alone reads it.
+        let both = format!("{new_key},{}", crate::support::TEST_KEY);
+        let out = copr_pools(&t, &[("COPR_POOLS_SECRET_KEYS".into(), both.clone())])
+            .args(["key", "rotate"])
+            .output()
+            .unwrap();
+        let said = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            said.trim(),
+            format!("re-encrypted 1 secret(s) with key {new_id}; 0 already were")
+        );
+        let again = copr_pools(&t, &[("COPR_POOLS_SECRET_KEYS".into(), both)])
+            .args(["key", "rotate"])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8(again.stdout)
+                .unwrap()
+                .contains("re-encrypted 0 secret(s)")
+        );
+        let env_new = vec![
+            ("COPR_POOLS_LISTEN".to_string(), format!("127.0.0.1:{web}")),
+            (
+                "COPR_POOLS_XMLRPC_LISTEN".to_string(),
+                format!("127.0.0.1:{rpc}"),
+            ),
+            ("COPR_POOLS_SECRET_KEYS".to_string(), new_key.clone()),
+        ];
+        let server = Server::start(&t, &env_new, &client).await;
+        server.stop();
+        let keyring =
+            copr_pools::secrets::Keyring::parse(&[copr_pools::config::Secret::new(new_key)])
+                .unwrap();
+        let v = copr_pools::credentials::Vault::new(t.db.clone(), std::sync::Arc::new(keyring));
+        assert!(v.unreadable().await.unwrap().is_empty());
+    })
+    .await;
 }

@@ -10,8 +10,10 @@ use axum::body::Body;
 use copr_pools::auth::session::Store;
 use copr_pools::bench::RpcClient;
 use copr_pools::config::Config;
+use copr_pools::credentials::Vault;
 use copr_pools::db::{self, DbSettings};
 use copr_pools::engine::{Engine, EngineSettings};
+use copr_pools::secrets::Keyring;
 use copr_pools::web::{AppState, router};
 use http_body_util::BodyExt;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
@@ -221,7 +223,7 @@ impl TestApp {
         let store = Store::new(&t.db, t.settings.schema.as_deref())
             .await
             .expect("session store");
-        let state = AppState::new(Arc::new(config), t.db.clone(), engine);
+        let state = AppState::new(Arc::new(config), t.db.clone(), engine, vault(t));
         TestApp {
             router: router(state, &store),
         }
@@ -328,9 +330,17 @@ impl<'a> Browser<'a> {
 
     /// The session's form token, as the pages carry it.
     pub async fn csrf_token(&mut self) -> String {
-        let (_, _, html) = self.get("/auth/dev").await;
+        self.form_token("/auth/dev").await
+    }
+
+    /// The form token of the forms on the page at `path`.
+    pub async fn form_token(&mut self, path: &str) -> String {
+        let (_, _, html) = self.get(path).await;
         let marker = r#"name="csrf_token" value=""#;
-        let start = html.find(marker).expect("a form token on the page") + marker.len();
+        let start = html
+            .find(marker)
+            .unwrap_or_else(|| panic!("a form token on {path}: {html}"))
+            + marker.len();
         html[start..start + html[start..].find('"').unwrap()].to_string()
     }
 
@@ -355,6 +365,11 @@ impl<'a> Browser<'a> {
             "signed in, back home"
         );
     }
+}
+
+/// The credentials service on the test database, with a fixed test key.
+pub fn vault(t: &TestDb) -> Vault {
+    Vault::new(t.db.clone(), Arc::new(Keyring::for_tests()))
 }
 
 pub fn engine_settings(dir: &Path) -> EngineSettings {
@@ -390,12 +405,17 @@ where
     }
 }
 
+/// The key processes under test seal secrets with (base64 of 32 bytes of 7).
+pub const TEST_KEY: &str = "test:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
 /// `copr-pools` on the test database, with its logs and site under the test's directory.
 /// `env` comes last, so a test can override anything.
 pub fn copr_pools(t: &TestDb, env: &[(String, String)]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_copr-pools"));
     c.envs(t.env())
         .env("COPR_POOLS_LOG_DIR", t.dir.path().join("logs"))
+        .env("COPR_POOLS_DATA_DIR", t.dir.path().join("data"))
+        .env("COPR_POOLS_SECRET_KEYS", TEST_KEY)
         .env("COPR_POOLS_SITE_ROOT", t.dir.path().join("site"))
         .env("COPR_POOLS_ENGINE_PERIOD_SECS", "1")
         .env("COPR_POOLS_LOG", "warn")

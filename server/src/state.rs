@@ -1,0 +1,63 @@
+//! What every handler, server function and page can reach: the database, the engine, the
+//! configuration, the OpenID provider. Its own module, so that the web side and sign-in
+//! (`auth/`) both depend on it rather than on each other.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use leptos::prelude::LeptosOptions;
+use sea_orm::DatabaseConnection;
+
+use crate::accounts::GroupPolicy;
+use crate::auth::oidc::Provider;
+use crate::config::Config;
+use crate::credentials::Vault;
+use crate::engine::Engine;
+
+/// What every handler and server function can reach.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub db: DatabaseConnection,
+    pub engine: Engine,
+    pub config: Arc<Config>,
+    /// The OpenID provider, when one is configured.
+    pub oidc: Option<Arc<Provider>>,
+    /// Teams' cloud credentials.
+    pub vault: Vault,
+}
+
+impl AppState {
+    pub fn new(
+        config: Arc<Config>,
+        db: DatabaseConnection,
+        engine: Engine,
+        vault: Vault,
+    ) -> AppState {
+        AppState {
+            vault,
+            leptos_options: leptos_options(&config),
+            oidc: config.oidc.clone().map(|c| Arc::new(Provider::new(c))),
+            db,
+            engine,
+            config,
+        }
+    }
+
+    pub fn group_policy(&self) -> GroupPolicy {
+        GroupPolicy {
+            admin_groups: self.config.admin_groups.clone(),
+            team_groups: self.config.team_groups.clone(),
+        }
+    }
+}
+
+/// The Leptos options for serving the built site from `site_root`.
+pub fn leptos_options(config: &Config) -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name("copr-pools")
+        .site_root(config.site_root.to_string_lossy().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(config.listen)
+        .build()
+}

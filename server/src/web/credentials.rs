@@ -1,0 +1,400 @@
+//! The credential pages' server side: the [`CredentialsBackend`] port the pages read through,
+//! and the form posts that change credentials (add, rename, new secret, revoke).
+//!
+//! Forms are plain HTML posts that work without JavaScript: a post answers with a redirect
+//! (303) to the page, and the outcome travels in the session as a one-time "flash" that the
+//! page reads once: a notice, or the errors by field with what was typed, minus every secret
+//! (the form says the secrets were cleared). Nothing secret is ever put in the flash, a URL or
+//! a log line.
+
+use std::collections::BTreeMap;
+
+use app::api::credentials::*;
+use app::error::AppError;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::post;
+use axum::{Form, Router};
+use serde::{Deserialize, Serialize};
+use tower_sessions::Session;
+
+use super::backend::{request_form_token, request_session, request_user};
+use crate::audit::Actor;
+use crate::auth::csrf;
+use crate::auth::current::{ApiError, MaybeUser, require, require_member};
+use crate::credentials::{CredentialError, NewCredential};
+use crate::state::AppState;
+
+/// The session key of the one-time outcome of a form post.
+const FLASH: &str = "form_flash";
+
+/// The outcome of a form post, for the page it redirects to.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Flash {
+    /// Which form: `new`, or `<id>:rename`, `<id>:secret`, `<id>:revoke`.
+    form: String,
+    state: FormState,
+    notice: Option<String>,
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/teams/{team}/credentials", post(create))
+        .route("/teams/{team}/credentials/{id}/rename", post(rename))
+        .route(
+            "/teams/{team}/credentials/{id}/secret",
+            post(replace_secret),
+        )
+        .route("/teams/{team}/credentials/{id}/revoke", post(revoke))
+}
+
+/// The port's implementation, for the pages' server functions.
+pub struct ServerCredentials {
+    pub state: AppState,
+}
+
+impl ServerCredentials {
+    async fn member(&self, team: &str) -> Result<crate::accounts::CurrentUser, AppError> {
+        let user = require(request_user(&self.state).await?)?;
+        require_member(&user, team)?;
+        Ok(user)
+    }
+}
+
+/// Takes the flash if it belongs to `form`.
+async fn take_flash(session: &Session, form: &str) -> Option<Flash> {
+    let flash: Flash = session.get(FLASH).await.ok().flatten()?;
+    if flash.form != form {
+        return None;
+    }
+    let _ = session.remove_value(FLASH).await;
+    Some(flash)
+}
+
+#[async_trait::async_trait]
+impl CredentialsBackend for ServerCredentials {
+    async fn list(&self, team: String) -> Result<Vec<CredentialView>, AppError> {
+        self.member(&team).await?;
+        Ok(self.state.vault.list(&team).await?)
+    }
+
+    async fn new_page(
+        &self,
+        team: String,
+        kind: Option<String>,
+        variant: Option<String>,
+    ) -> Result<NewCredentialPage, AppError> {
+        self.member(&team).await?;
+        let session = request_session().await?;
+        let forms = form_specs(self.state.config.demo_spawners);
+        let chosen = kind.and_then(|k| {
+            forms
+                .iter()
+                .find(|f| f.kind == k && f.variant == variant)
+                .cloned()
+        });
+        let state = take_flash(&session, "new")
+            .await
+            .map(|f| f.state)
+            .unwrap_or_default();
+        Ok(NewCredentialPage {
+            csrf_token: request_form_token(&session).await?,
+            team,
+            forms,
+            chosen,
+            state,
+        })
+    }
+
+    async fn page(&self, team: String, id: i32) -> Result<CredentialPage, AppError> {
+        self.member(&team).await?;
+        let session = request_session().await?;
+        let credential = self.state.vault.view(&team, id).await?;
+        let kind_spec =
+            form_spec(&credential.kind, credential.variant.as_deref()).ok_or_else(|| {
+                AppError::NotFound(format!("the form of a {} credential", credential.kind))
+            })?;
+        let replace = FormSpec {
+            fields: kind_spec.secret_fields().cloned().collect(),
+            ..kind_spec
+        };
+        let (form, state, notice) = match session.get::<Flash>(FLASH).await.ok().flatten() {
+            Some(f) if f.form.starts_with(&format!("{id}:")) => {
+                let _ = session.remove_value(FLASH).await;
+                let form = f.form.split_once(':').map(|(_, which)| which.to_string());
+                (form, f.state, f.notice)
+            }
+            _ => (None, FormState::default(), None),
+        };
+        Ok(CredentialPage {
+            csrf_token: request_form_token(&session).await?,
+            credential,
+            replace,
+            form,
+            state,
+            notice,
+        })
+    }
+}
+
+/// Who posts, if they may act for the team; otherwise the answer to give.
+async fn poster(
+    user: Option<crate::accounts::CurrentUser>,
+    session: &Session,
+    headers: &HeaderMap,
+    form: &BTreeMap<String, String>,
+    team: &str,
+    back: &str,
+) -> Result<Actor, Response> {
+    let user = match user {
+        Some(u) => u,
+        None => {
+            let next: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+            return Err(Redirect::to(&format!("/auth/login?next={next}")).into_response());
+        }
+    };
+    if let Err(e) = require_member(&user, team) {
+        return Err(ApiError(e).into_response());
+    }
+    let token = form.get("csrf_token").map(String::as_str).unwrap_or("");
+    if !csrf::token_matches(session, headers, token).await {
+        return Err(ApiError(AppError::BadRequest(
+            "the form was out of date; reload the page and submit it again".into(),
+        ))
+        .into_response());
+    }
+    Ok(Actor::User(user.username))
+}
+
+/// Redirects to `to` with `flash` for the page there.
+async fn flash_and_redirect(session: &Session, flash: Flash, to: &str) -> Response {
+    if let Err(e) = session.insert(FLASH, &flash).await {
+        tracing::error!(error = %e, "cannot keep a form's outcome in the session");
+        return ApiError(AppError::Internal).into_response();
+    }
+    Redirect::to(to).into_response()
+}
+
+/// What a failed form keeps: the non-secret fields that were typed.
+fn kept_values(
+    form: &BTreeMap<String, String>,
+    secret_fields: &[String],
+) -> (BTreeMap<String, String>, bool) {
+    let mut cleared = false;
+    let values = form
+        .iter()
+        .filter(|(k, v)| {
+            let secret = secret_fields.contains(k);
+            cleared |= secret && !v.trim().is_empty();
+            !secret && k.as_str() != "csrf_token"
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (values, cleared)
+}
+
+/// Answers a credential form's post: back to `back` with the notice, or with the refusal's
+/// errors beside what the form keeps; anything but a refusal is an error page.
+async fn respond(
+    session: &Session,
+    form: String,
+    result: Result<String, CredentialError>,
+    kept: FormState,
+    back: &str,
+) -> Response {
+    let flash = match result {
+        Ok(notice) => Flash {
+            form,
+            notice: Some(notice),
+            ..Flash::default()
+        },
+        Err(e) => match failure(e) {
+            Ok(errors) => Flash {
+                form,
+                state: FormState { errors, ..kept },
+                notice: None,
+            },
+            Err(e) => return ApiError(e).into_response(),
+        },
+    };
+    flash_and_redirect(session, flash, back).await
+}
+
+/// The field errors of a refusal; anything else is answered as an error page.
+fn failure(error: CredentialError) -> Result<Vec<app::error::FieldError>, AppError> {
+    match error {
+        CredentialError::Invalid(errors) => Ok(errors),
+        other => Err(AppError::from(other)),
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    session: Session,
+    MaybeUser(user): MaybeUser,
+    Path(team): Path<String>,
+    Form(mut form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let kind = form.remove("kind").unwrap_or_default();
+    let variant = form.remove("variant").filter(|v| !v.is_empty());
+    let name = form.remove("name").unwrap_or_default();
+    let mut back = format!(
+        "/teams/{team}/credentials/new?kind={}",
+        url::form_urlencoded::byte_serialize(kind.as_bytes()).collect::<String>()
+    );
+    if let Some(v) = &variant {
+        back.push_str(&format!(
+            "&variant={}",
+            url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+        ));
+    }
+    let actor = match poster(user, &session, &headers, &form, &team, &back).await {
+        Ok(a) => a,
+        Err(answer) => return answer,
+    };
+    let result = state
+        .vault
+        .create(
+            &actor,
+            &team,
+            NewCredential {
+                kind: &kind,
+                variant: variant.as_deref(),
+                name: &name,
+                input: &form,
+            },
+            state.config.demo_spawners,
+        )
+        .await;
+    match result {
+        Ok(id) => {
+            tracing::info!(%team, credential = %name, %kind, "credential added");
+            let flash = Flash {
+                form: format!("{id}:new"),
+                notice: Some(format!(
+                    "Added the {} credential {name}.",
+                    kind_label(&kind)
+                )),
+                ..Flash::default()
+            };
+            flash_and_redirect(&session, flash, &format!("/teams/{team}/credentials/{id}")).await
+        }
+        Err(e) => {
+            let errors = match failure(e) {
+                Ok(errors) => errors,
+                Err(e) => return ApiError(e).into_response(),
+            };
+            let secret_fields: Vec<String> = form_spec(&kind, variant.as_deref())
+                .map(|s| s.secret_fields().map(|f| f.name.clone()).collect())
+                .unwrap_or_default();
+            let (mut values, secrets_cleared) = kept_values(&form, &secret_fields);
+            values.insert("name".into(), name);
+            let flash = Flash {
+                form: "new".into(),
+                state: FormState {
+                    values,
+                    errors,
+                    secrets_cleared,
+                },
+                notice: None,
+            };
+            flash_and_redirect(&session, flash, &back).await
+        }
+    }
+}
+
+async fn rename(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    session: Session,
+    MaybeUser(user): MaybeUser,
+    Path((team, id)): Path<(String, i32)>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let back = format!("/teams/{team}/credentials/{id}");
+    let actor = match poster(user, &session, &headers, &form, &team, &back).await {
+        Ok(a) => a,
+        Err(answer) => return answer,
+    };
+    let name = form.get("name").cloned().unwrap_or_default();
+    let result = state
+        .vault
+        .rename(&actor, &team, id, &name)
+        .await
+        .map(|()| format!("Renamed to {}.", name.trim()));
+    let kept = FormState {
+        values: BTreeMap::from([("name".to_string(), name)]),
+        ..FormState::default()
+    };
+    respond(&session, format!("{id}:rename"), result, kept, &back).await
+}
+
+async fn replace_secret(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    session: Session,
+    MaybeUser(user): MaybeUser,
+    Path((team, id)): Path<(String, i32)>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let back = format!("/teams/{team}/credentials/{id}");
+    let actor = match poster(user, &session, &headers, &form, &team, &back).await {
+        Ok(a) => a,
+        Err(answer) => return answer,
+    };
+    let result = state
+        .vault
+        .replace_secret(&actor, &team, id, &form)
+        .await
+        .map(|()| "The secret was replaced; the old one is deleted.".to_string());
+    let kept = FormState {
+        secrets_cleared: form
+            .iter()
+            .any(|(k, v)| k != "csrf_token" && !v.trim().is_empty()),
+        ..FormState::default()
+    };
+    respond(&session, format!("{id}:secret"), result, kept, &back).await
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    session: Session,
+    MaybeUser(user): MaybeUser,
+    Path((team, id)): Path<(String, i32)>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let back = format!("/teams/{team}/credentials/{id}");
+    let actor = match poster(user, &session, &headers, &form, &team, &back).await {
+        Ok(a) => a,
+        Err(answer) => return answer,
+    };
+    let result = if form.get("confirm").map(String::as_str) != Some("yes") {
+        Err(CredentialError::Invalid(vec![app::error::FieldError {
+            field: "confirm".into(),
+            message: "Tick the box to confirm: revoking cannot be undone.".into(),
+        }]))
+    } else {
+        state
+            .vault
+            .revoke(&actor, &team, id)
+            .await
+            .map(|paused| match paused.as_slice() {
+                [] => "Revoked: the secret is deleted and no hook will get it again.".to_string(),
+                pools => format!(
+                    "Revoked: the secret is deleted. Paused {} (no new machines start; running ones stay until deleted).",
+                    pools.join(", ")
+                ),
+            })
+    };
+    respond(
+        &session,
+        format!("{id}:revoke"),
+        result,
+        FormState::default(),
+        &back,
+    )
+    .await
+}
