@@ -99,6 +99,7 @@ struct RawConfig {
     session_inactivity_secs: u64,
     session_max_age_secs: u64,
     data_dir: PathBuf,
+    #[serde(deserialize_with = "one_or_many")]
     secret_keys: Vec<Secret>,
     secret_keys_file: Option<PathBuf>,
     demo_spawners: bool,
@@ -282,10 +283,10 @@ impl Config {
 
         let merged = builder
             .build()
-            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+            .map_err(|e| ConfigError::Parse(without_secrets(&e.to_string())))?;
         let mut raw: RawConfig = merged
             .try_deserialize()
-            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+            .map_err(|e| ConfigError::Parse(without_secrets(&e.to_string())))?;
         if let Some(path) = secret_files.remove("oidc_client_secret") {
             raw.oidc_client_secret_file = Some(path);
         }
@@ -441,6 +442,40 @@ fn secret_keys(raw: &RawConfig) -> Result<Vec<Secret>, ConfigError> {
         }
         (None, _) => Ok(raw.secret_keys.clone()),
     }
+}
+
+/// A list, or one string holding comma-separated values (how an environment variable or a
+/// TOML line may well write the keys).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(Secret::new)
+            .collect(),
+        OneOrMany::Many(v) => v.into_iter().map(Secret::new).collect(),
+    })
+}
+
+/// A parse error without the value that caused it when the key holds a secret: serde's
+/// messages quote strings they could not use.
+fn without_secrets(message: &str) -> String {
+    let secret_key = SECRET_KEYS.iter().any(|k| message.contains(k));
+    if !secret_key {
+        return message.to_string();
+    }
+    message
+        .split('"')
+        .enumerate()
+        .map(|(i, part)| if i % 2 == 1 { "\"[redacted]\"" } else { part })
+        .collect()
 }
 
 /// The keys of a key file: one per line, blank lines and `#` comments skipped.
@@ -750,6 +785,32 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn secret_keys_come_as_a_list_or_a_string_and_errors_never_quote_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "secret_keys = \"a:AAAA, b:BBBB\"\n").unwrap();
+        let c = Config::load_from(Some(&path), env(&[])).unwrap();
+        assert_eq!(c.secret_keys.len(), 2);
+        std::fs::write(&path, "secret_keys = [\"a:AAAA\"]\n").unwrap();
+        assert_eq!(
+            Config::load_from(Some(&path), env(&[]))
+                .unwrap()
+                .secret_keys
+                .len(),
+            1
+        );
+        std::fs::write(&path, "secret_keys = { k = \"hunter2-key\" }\n").unwrap();
+        let e = Config::load_from(Some(&path), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert_eq!(
+            without_secrets("invalid type: string \"s3cret\" for key `oidc_client_secret`"),
+            "invalid type: string \"[redacted]\" for key `oidc_client_secret`"
+        );
     }
 
     #[test]

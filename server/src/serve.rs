@@ -23,6 +23,14 @@ use crate::{db, telemetry, xmlrpc};
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     telemetry::init(&config);
+    // Hooks run as this user: keep them (and anything they start) from reading this
+    // process's memory and environment (/proc/<pid>/environ, ptrace), where the database
+    // URL, the OIDC secret and the keys of stored secrets are. Hooks themselves are
+    // dumpable again once they exec.
+    // SAFETY: prctl with PR_SET_DUMPABLE only changes this process's dumpable flag.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        tracing::warn!("cannot make the server undumpable; hooks could read its environment");
+    }
     let db = db::connect(&db::DbSettings {
         url: config.database_url.clone(),
         max_connections: config.database_max_connections,
@@ -92,6 +100,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 _ = stop.cancelled() => {}
             }
             Ok(())
+        });
+    }
+    {
+        // Secrets of revoked credentials go once no machine needs them to be deleted.
+        let (vault, stop) = (state.vault.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => return Ok(()),
+                }
+                match vault.purge_revoked().await {
+                    Ok(purged) => {
+                        for c in purged {
+                            tracing::info!(credential = %c, "deleted the secret of a revoked credential: its last machine is gone");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot tidy revoked credentials"),
+                }
+            }
         });
     }
     // The engine is awaited on its own, so that its end is seen at once.

@@ -306,6 +306,8 @@ pub struct CredentialView {
     pub pools: Vec<String>,
     /// Set when the configured keys cannot open its secret.
     pub unreadable: Option<String>,
+    /// Revoked, yet its secret is kept to delete the machines started with it.
+    pub secret_kept: bool,
 }
 
 /// What a form that came back from the server carries: what was typed (never a secret), the

@@ -283,7 +283,12 @@ pub fn CredentialDetailPage() -> impl IntoView {
                             {p.notice.clone().map(|n| view! { <p class="alert alert-info" role="status" data-testid="notice">{n}</p> })}
                             {c.revoked_at.clone().map(|t| view! {
                                 <p class="alert alert-error" data-testid="revoked">
-                                    {format!("Revoked by {} on {}. Its secret is deleted; no hook gets it any more.", c.revoked_by.clone().unwrap_or_default(), when(&t))}
+                                    {format!("Revoked by {} on {}. {}", c.revoked_by.clone().unwrap_or_default(), when(&t),
+                                        if c.secret_kept {
+                                            "No machine starts with it again; its secret is kept only to delete the machines started with it, and deleted with the last one."
+                                        } else {
+                                            "Its secret is deleted; no hook gets it any more."
+                                        })}
                                 </p>
                             })}
                             {c.unreadable.clone().map(|why| view! {
@@ -376,14 +381,14 @@ fn RevokeForm(
         "No pool uses it.".to_string()
     } else {
         format!(
-            "Pools using it ({}) are paused: no new machines start; running ones stay until deleted, and copr-pools cannot delete them with this credential any more.",
+            "Pools using it ({}) are paused: no new machines start; running ones stay until deleted, and the secret is kept only for deleting them.",
             pools.join(", ")
         )
     };
     view! {
         <section class="section" aria-labelledby="revoke-head">
             <h2 id="revoke-head">"Revoke"</h2>
-            <p class="muted">{format!("The secret is deleted for good. {consequence} To change the secret only, replace it above.")}</p>
+            <p class="muted">{format!("No machine starts with it again. {consequence} To change the secret only, replace it above.")}</p>
             <form method="post" action=action class="panel form" data-testid="revoke-form">
                 <input type="hidden" name="csrf_token" value=token/>
                 <label class="checkbox" for="revoke-confirm">

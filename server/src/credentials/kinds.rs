@@ -257,6 +257,9 @@ fn keystone_url(v: &str) -> Result<(), String> {
     if url.host_str().is_none() {
         return Err("The auth URL needs a host name.".into());
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("Leave the user and password out of the URL: they belong in their own fields, where the password is kept secret.".into());
+    }
     Ok(())
 }
 

@@ -70,7 +70,7 @@ fn aad(credential_id: i32, field: &str) -> Vec<u8> {
 }
 
 /// What a form asks to add.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct NewCredential<'a> {
     pub kind: &'a str,
     /// OpenStack's auth type.
@@ -78,6 +78,18 @@ pub struct NewCredential<'a> {
     pub name: &'a str,
     /// The form's fields, secrets included.
     pub input: &'a BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for NewCredential<'_> {
+    // The input holds the secrets: names only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewCredential")
+            .field("kind", &self.kind)
+            .field("variant", &self.variant)
+            .field("name", &self.name)
+            .field("fields", &self.input.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// A credential that the configured keys cannot open.
@@ -181,11 +193,23 @@ impl Vault {
             .into_iter()
             .map(|p| p.name)
             .collect();
-        let unreadable = if row.revoked_at.is_none() {
-            self.open_all(&row).await?.err()
-        } else {
-            None
-        };
+        // Checked without opening anything: the startup check opens them all once.
+        let sealed = credential_secrets::Entity::find()
+            .filter(credential_secrets::Column::CredentialId.eq(row.id))
+            .all(&self.db)
+            .await?;
+        let known = self.keyring.ids();
+        let unreadable = sealed
+            .iter()
+            .find(|s| !known.contains(&s.key_id.as_str()))
+            .filter(|_| row.revoked_at.is_none())
+            .map(|s| {
+                format!(
+                    "its secret was sealed with key {:?}, which is not configured",
+                    s.key_id
+                )
+            });
+        let secret_kept = row.revoked_at.is_some() && !sealed.is_empty();
         let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         Ok(CredentialView {
             id: row.id,
@@ -204,6 +228,7 @@ impl Vault {
             revoked_by: row.revoked_by.clone(),
             pools,
             unreadable,
+            secret_kept,
         })
     }
 
@@ -357,10 +382,16 @@ impl Vault {
             ));
         }
         let old = row.name.clone();
-        let mut am = row.into_active_model();
-        am.name = Set(name.to_string());
-        am.updated_at = Set(Utc::now());
-        am.update(&txn).await?;
+        let renamed = credentials::Entity::update_many()
+            .col_expr(credentials::Column::Name, Expr::value(name))
+            .col_expr(credentials::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(credentials::Column::Id.eq(id))
+            .filter(credentials::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if renamed.rows_affected == 0 {
+            return Err(CredentialError::Revoked(format!("{team}/{old}")));
+        }
         audit::record(
             &txn,
             actor,
@@ -394,19 +425,29 @@ impl Vault {
             kinds::check(&spec, input, Some(&fields), true).map_err(CredentialError::Invalid)?;
         let (fingerprint, last4) = self.describe(&spec, &checked.secrets);
         let txn = crate::db::begin_write(&self.db).await?;
+        let now = Utc::now();
+        let name = row.name.clone();
+        // Guarded by the state it expects: a revocation that won the race stays one.
+        let updated = credentials::Entity::update_many()
+            .col_expr(
+                credentials::Column::Fingerprint,
+                Expr::value(fingerprint.clone()),
+            )
+            .col_expr(credentials::Column::Last4, Expr::value(last4))
+            .col_expr(credentials::Column::SecretReplacedAt, Expr::value(now))
+            .col_expr(credentials::Column::UpdatedAt, Expr::value(now))
+            .filter(credentials::Column::Id.eq(id))
+            .filter(credentials::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(CredentialError::Revoked(format!("{team}/{name}")));
+        }
         credential_secrets::Entity::delete_many()
             .filter(credential_secrets::Column::CredentialId.eq(id))
             .exec(&txn)
             .await?;
         self.store_secrets(&txn, id, &checked.secrets).await?;
-        let now = Utc::now();
-        let name = row.name.clone();
-        let mut am = row.into_active_model();
-        am.fingerprint = Set(fingerprint.clone());
-        am.last4 = Set(last4);
-        am.secret_replaced_at = Set(Some(now));
-        am.updated_at = Set(now);
-        am.update(&txn).await?;
         audit::record(
             &txn,
             actor,
@@ -420,9 +461,11 @@ impl Vault {
         Ok(())
     }
 
-    /// Revokes a credential for good: its secret is deleted, and every active pool that
-    /// uses it is paused (no new starts; running machines stay until deleted), with the
-    /// reason on the pool. Returns the pools it paused.
+    /// Revokes a credential for good: no machine starts with it again, and every active pool
+    /// that uses it is paused (running machines stay until deleted), with the reason on the
+    /// pool. Its secret is deleted at once, or, while machines started with it remain, kept
+    /// for the hooks that delete them and deleted with the last ([`Vault::purge_revoked`]).
+    /// Returns the pools it paused.
     pub async fn revoke(
         &self,
         actor: &Actor,
@@ -436,15 +479,23 @@ impl Vault {
         let txn = crate::db::begin_write(&self.db).await?;
         let now = Utc::now();
         let name = format!("{team}/{}", row.name);
-        credential_secrets::Entity::delete_many()
-            .filter(credential_secrets::Column::CredentialId.eq(id))
+        let revoked = credentials::Entity::update_many()
+            .col_expr(credentials::Column::RevokedAt, Expr::value(now))
+            .col_expr(credentials::Column::RevokedBy, Expr::value(actor.label()))
+            .col_expr(credentials::Column::UpdatedAt, Expr::value(now))
+            .filter(credentials::Column::Id.eq(id))
+            .filter(credentials::Column::RevokedAt.is_null())
             .exec(&txn)
             .await?;
-        let mut am = row.into_active_model();
-        am.revoked_at = Set(Some(now));
-        am.revoked_by = Set(Some(actor.label()));
-        am.updated_at = Set(now);
-        am.update(&txn).await?;
+        if revoked.rows_affected == 0 {
+            return Ok(Vec::new());
+        }
+        if machines_using(&txn, id).await? == 0 {
+            credential_secrets::Entity::delete_many()
+                .filter(credential_secrets::Column::CredentialId.eq(id))
+                .exec(&txn)
+                .await?;
+        }
         let to_pause: Vec<String> = pools::Entity::find()
             .filter(pools::Column::CredentialId.eq(id))
             .filter(pools::Column::State.eq("active"))
@@ -489,6 +540,56 @@ impl Vault {
         }
         txn.commit().await?;
         Ok(to_pause)
+    }
+
+    /// Deletes the secrets of revoked credentials that no machine needs any more. Returns the
+    /// credentials it emptied.
+    pub async fn purge_revoked(&self) -> Result<Vec<String>, DbErr> {
+        let kept: Vec<i32> = credential_secrets::Entity::find()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|s| s.credential_id)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if kept.is_empty() {
+            return Ok(Vec::new());
+        }
+        let revoked = credentials::Entity::find()
+            .filter(credentials::Column::Id.is_in(kept))
+            .filter(credentials::Column::RevokedAt.is_not_null())
+            .all(&self.db)
+            .await?;
+        let teams = team_names(&self.db).await?;
+        let mut purged = Vec::new();
+        for c in revoked {
+            let txn = crate::db::begin_write(&self.db).await?;
+            if machines_using(&txn, c.id).await? > 0 {
+                continue;
+            }
+            credential_secrets::Entity::delete_many()
+                .filter(credential_secrets::Column::CredentialId.eq(c.id))
+                .exec(&txn)
+                .await?;
+            let name = format!(
+                "{}/{}",
+                teams.get(&c.team_id).cloned().unwrap_or_default(),
+                c.name
+            );
+            audit::record(
+                &txn,
+                &Actor::System,
+                "credential.purge",
+                "credential",
+                &name,
+                json!({ "id": c.id, "why": "revoked, and its last machine is gone" }),
+            )
+            .await?;
+            txn.commit().await?;
+            purged.push(name);
+        }
+        Ok(purged)
     }
 
     /// The live credentials the configured keys cannot open (checked at startup, so a wrong
@@ -657,14 +758,22 @@ impl Vault {
 
     /// Writes the credential's files into `dir` and returns the variables a hook gets.
     /// Records when it was last used.
-    pub async fn materialize(&self, id: i32, dir: &Path) -> Result<Vec<(String, String)>, String> {
+    pub async fn materialize(
+        &self,
+        id: i32,
+        kind: crate::engine::model::HookKind,
+        dir: &Path,
+    ) -> Result<Vec<(String, String)>, String> {
         let row = credentials::Entity::find_by_id(id)
             .one(&self.db)
             .await
             .map_err(|e| format!("cannot read credential {id}: {e}"))?
             .ok_or_else(|| format!("credential {id} no longer exists"))?;
-        if row.revoked_at.is_some() {
-            return Err(format!("credential {} was revoked", row.name));
+        if row.revoked_at.is_some() && kind == crate::engine::model::HookKind::New {
+            return Err(format!(
+                "credential {} was revoked: no machine starts with it",
+                row.name
+            ));
         }
         let secrets = self
             .open_all(&row)
@@ -673,9 +782,16 @@ impl Vault {
             .map_err(|why| format!("credential {}: {why}", row.name))?;
         let env = kinds::materialize(&row.kind, &stored_fields(&row), &secrets, dir)
             .map_err(|e| format!("cannot write credential {}'s files: {e}", row.name))?;
+        // At most once a minute: livechecks run often, and SQLite has one writer.
+        let now = Utc::now();
         let used = credentials::Entity::update_many()
-            .col_expr(credentials::Column::LastUsedAt, Expr::value(Utc::now()))
+            .col_expr(credentials::Column::LastUsedAt, Expr::value(now))
             .filter(credentials::Column::Id.eq(id))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(credentials::Column::LastUsedAt.is_null())
+                    .add(credentials::Column::LastUsedAt.lt(now - chrono::Duration::seconds(60))),
+            )
             .exec(&self.db)
             .await;
         if let Err(e) = used {
@@ -687,9 +803,34 @@ impl Vault {
 
 #[async_trait::async_trait]
 impl crate::engine::hooks::HookCredentials for Vault {
-    async fn materialize(&self, id: i32, dir: &Path) -> Result<Vec<(String, String)>, String> {
-        Vault::materialize(self, id, dir).await
+    async fn materialize(
+        &self,
+        id: i32,
+        kind: crate::engine::model::HookKind,
+        dir: &Path,
+    ) -> Result<Vec<(String, String)>, String> {
+        Vault::materialize(self, id, kind, dir).await
     }
+}
+
+/// Machines that exist (not ENDED) in the pools that use a credential.
+async fn machines_using(db: &impl ConnectionTrait, credential_id: i32) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    let pools: Vec<String> = pools::Entity::find()
+        .filter(pools::Column::CredentialId.eq(credential_id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    if pools.is_empty() {
+        return Ok(0);
+    }
+    crate::entities::resources::Entity::find()
+        .filter(crate::engine::store::live_resources())
+        .filter(crate::entities::resources::Column::Pool.is_in(pools))
+        .count(db)
+        .await
 }
 
 fn stored_fields(row: &credentials::Model) -> BTreeMap<String, String> {

@@ -102,10 +102,12 @@ impl HookEnv {
 pub trait HookCredentials: Send + Sync {
     /// Writes the credential's files into `dir` (a fresh 0700 directory the hook runner
     /// removes when the hook ends) and returns the variables the hook gets. The error says
-    /// why not, in words fit for the hook's log (never a secret).
+    /// why not, in words fit for the hook's log (never a secret). A revoked credential is
+    /// refused to `cmd_new` but still handed to the hooks that clean up after it.
     async fn materialize(
         &self,
         credential_id: i32,
+        kind: HookKind,
         dir: &Path,
     ) -> Result<Vec<(String, String)>, String>;
 }
@@ -323,20 +325,22 @@ pub async fn run(ctx: &HookContext, spec: &HookSpec, cancel: &CancellationToken)
     };
 
     // The credential's files live exactly as long as this function: the guard removes them
-    // when the hook ends, is killed or cancelled.
+    // when the hook ends, is killed or cancelled. Without its credential a hook does not run
+    // at all: it would act with whatever the server's own account allows.
     let mut credential_env = Vec::new();
     let mut _secrets = None;
     if let Some(id) = spec.credential {
-        match hand_over(ctx, id).await {
+        match hand_over(ctx, id, spec.kind).await {
             Ok((dir, env)) => {
                 _secrets = Some(dir);
                 credential_env = env;
             }
             Err(why) => {
                 let _ = log
-                    .write_all(format!("<{why}; the hook runs without it>\n").as_bytes())
+                    .write_all(format!("<{why}; the hook does not run>\n").as_bytes())
                     .await;
                 let _ = log.flush().await;
+                return finish(HookRunResult::NotStarted, Vec::new());
             }
         }
     }
@@ -427,6 +431,7 @@ pub async fn run(ctx: &HookContext, spec: &HookSpec, cancel: &CancellationToken)
 async fn hand_over(
     ctx: &HookContext,
     id: i32,
+    kind: HookKind,
 ) -> Result<(SecretsDir, Vec<(String, String)>), String> {
     let Some(credentials) = &ctx.credentials else {
         return Err(format!(
@@ -435,7 +440,7 @@ async fn hand_over(
     };
     let dir = SecretsDir::create(&ctx.secrets_dir)
         .map_err(|e| format!("cannot make a directory for the credential's files: {e}"))?;
-    let env = credentials.materialize(id, &dir.0).await?;
+    let env = credentials.materialize(id, kind, &dir.0).await?;
     Ok((dir, env))
 }
 
@@ -853,7 +858,12 @@ mod tests {
 
     #[async_trait::async_trait]
     impl HookCredentials for FakeCredentials {
-        async fn materialize(&self, id: i32, dir: &Path) -> Result<Vec<(String, String)>, String> {
+        async fn materialize(
+            &self,
+            id: i32,
+            _kind: HookKind,
+            dir: &Path,
+        ) -> Result<Vec<(String, String)>, String> {
             if id != 1 {
                 return Err(format!("credential {id} was revoked"));
             }
@@ -898,16 +908,17 @@ mod tests {
         run(&ctx, &slow, &CancellationToken::new()).await;
         assert_eq!(std::fs::read_dir(&ctx.secrets_dir).unwrap().count(), 0);
 
-        // A credential that cannot be handed over: the hook runs without it and says why.
+        // A credential that cannot be handed over: the hook does not run, and says why.
         let mut revoked = spec(HookKind::Release, "echo ran");
         revoked.credential = Some(2);
-        run(&ctx, &revoked, &CancellationToken::new()).await;
+        let ran = run(&ctx, &revoked, &CancellationToken::new()).await;
+        assert_eq!(ran.result, HookRunResult::NotStarted);
         let log = std::fs::read_to_string(dir.path().join("hooks/000007_release")).unwrap();
         assert!(
-            log.contains("<credential 2 was revoked; the hook runs without it>"),
+            log.contains("<credential 2 was revoked; the hook does not run>"),
             "{log}"
         );
-        assert!(log.contains("ran"));
+        assert!(!log.contains("ran\n"));
 
         // Left over by a crash: swept.
         std::fs::create_dir_all(ctx.secrets_dir.join("left-over")).unwrap();

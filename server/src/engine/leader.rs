@@ -9,8 +9,10 @@
 //! on a new connection and carries on as if nothing happened: the runner, its hooks and its
 //! in-memory state are untouched.
 //!
-//! A connection whose unlock failed is closed, never handed back to the pool, where it would
-//! go on holding the lock for whoever borrows it next.
+//! A connection whose unlock failed (or whose lock is dropped any other way, a panic
+//! included) is closed, never handed back to the pool, where it would go on holding the lock
+//! for whoever borrows it next. Sessions are told apart by process id and start time, since
+//! process ids are reused.
 
 use std::time::Duration;
 
@@ -76,70 +78,128 @@ pub fn key_for_schema(schema: &str) -> i64 {
     LEADER_LOCK_KEY ^ hash as i64
 }
 
-/// The held lock: the connection it lives on and that connection's server process id.
+/// A database session: its server process id and when it started (process ids are reused;
+/// the pair is not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionId {
+    pub pid: i32,
+    /// `backend_start` in epoch microseconds.
+    pub started_us: i64,
+}
+
+/// The held lock: the connection it lives on and that connection's session.
 pub struct LeaderLock {
-    conn: PoolConnection<Postgres>,
-    pid: i32,
+    /// Taken out only by [`LeaderLock::release`]; dropped any other way (a panic included),
+    /// the connection is closed, never returned to the pool still holding the lock.
+    conn: Option<PoolConnection<Postgres>>,
+    session: SessionId,
     key: i64,
+}
+
+impl Drop for LeaderLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
+    }
 }
 
 /// Who holds the lock, as `pg_locks` tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Holder {
     Nobody,
-    Session(i32),
+    Session(SessionId),
+}
+
+/// How the lock's own connection answered a probe.
+enum Probe {
+    Answered,
+    /// No answer in time: the session may be alive and merely slow.
+    Slow,
+    /// An error: the connection (and with it, most likely, the session and the lock) is gone.
+    Broken,
 }
 
 impl LeaderLock {
     /// Takes the lock on a connection of its own, if nobody holds it.
     pub async fn try_acquire(pool: &PgPool, key: i64) -> Result<Option<LeaderLock>, sqlx::Error> {
         let mut conn = pool.acquire().await?;
-        let (got, pid): (bool, i32) =
-            sqlx::query_as("SELECT pg_try_advisory_lock($1), pg_backend_pid()")
-                .bind(key)
-                .fetch_one(&mut *conn)
-                .await?;
-        Ok(got.then_some(LeaderLock { conn, pid, key }))
+        let (got, pid, started_us): (bool, i32, i64) = sqlx::query_as(
+            "SELECT pg_try_advisory_lock($1), pg_backend_pid(), \
+             (EXTRACT(EPOCH FROM backend_start) * 1000000)::bigint \
+             FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+        )
+        .bind(key)
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(got.then_some(LeaderLock {
+            conn: Some(conn),
+            session: SessionId { pid, started_us },
+            key,
+        }))
+    }
+
+    fn conn(&mut self) -> &mut PoolConnection<Postgres> {
+        self.conn
+            .as_mut()
+            .expect("the connection lives until release")
     }
 
     /// Holds the lock until another session is seen holding it, and returns that session's
-    /// process id. Returns never while the lock is ours, however slow its connection.
+    /// process id. A slow connection is given `failed_probes` probes before the holder is
+    /// looked up; a broken one is looked up at once, so another replica that took the lock
+    /// meanwhile is noticed within a probe.
     pub async fn hold(&mut self, pool: &PgPool, settings: &LeaderSettings) -> i32 {
         let mut failures = 0u32;
         loop {
             tokio::time::sleep(settings.probe_every).await;
-            let probe = tokio::time::timeout(
+            let probe = match tokio::time::timeout(
                 settings.probe_timeout,
-                sqlx::query("SELECT 1").execute(&mut *self.conn),
+                sqlx::query("SELECT 1").execute(&mut **self.conn()),
             )
-            .await;
-            if matches!(probe, Ok(Ok(_))) {
-                if failures > 0 {
-                    tracing::info!(
+            .await
+            {
+                Ok(Ok(_)) => Probe::Answered,
+                Ok(Err(_)) => Probe::Broken,
+                Err(_) => Probe::Slow,
+            };
+            match probe {
+                Probe::Answered => {
+                    if failures > 0 {
+                        tracing::info!(
+                            failures,
+                            "the engine leader connection answers again; still the leader"
+                        );
+                    }
+                    failures = 0;
+                    continue;
+                }
+                Probe::Slow => {
+                    failures += 1;
+                    tracing::warn!(
                         failures,
-                        "the engine leader connection answers again; still the leader"
+                        "the engine leader connection did not answer a probe in time"
+                    );
+                    if failures < settings.failed_probes {
+                        continue;
+                    }
+                }
+                Probe::Broken => {
+                    failures += 1;
+                    tracing::warn!(
+                        "the engine leader connection is broken; looking at who holds the lock"
                     );
                 }
-                failures = 0;
-                continue;
-            }
-            failures += 1;
-            tracing::warn!(
-                failures,
-                "the engine leader connection did not answer a probe"
-            );
-            if failures < settings.failed_probes {
-                continue;
             }
             match tokio::time::timeout(settings.probe_timeout, holder(pool, self.key)).await {
-                Ok(Ok(Holder::Session(pid))) if pid == self.pid => {
+                Ok(Ok(Holder::Session(s))) if s == self.session => {
                     tracing::warn!(
                         failures,
                         "the engine leader connection is slow but still holds the lock; staying the leader"
                     );
                     failures = 0;
                 }
-                Ok(Ok(Holder::Session(pid))) => return pid,
+                Ok(Ok(Holder::Session(other))) => return other.pid,
                 Ok(Ok(Holder::Nobody)) => {
                     // Someone quicker, or a database gone again, leaves it to the next round.
                     if let Ok(Ok(Some(fresh))) = tokio::time::timeout(
@@ -149,11 +209,12 @@ impl LeaderLock {
                     .await
                     {
                         tracing::warn!(
-                            old_pid = self.pid,
-                            new_pid = fresh.pid,
+                            old_pid = self.session.pid,
+                            new_pid = fresh.session.pid,
                             "the engine leader session ended; took the lock again on a new connection, running hooks carry on"
                         );
-                        std::mem::replace(self, fresh).discard();
+                        // The old connection is closed by its drop.
+                        drop(std::mem::replace(self, fresh));
                         failures = 0;
                     }
                 }
@@ -168,32 +229,24 @@ impl LeaderLock {
     /// Gives the lock up. The connection goes back to the pool only when the unlock
     /// succeeded; otherwise it is closed, and the lock ends with its session.
     pub async fn release(mut self, timeout: Duration) {
+        let key = self.key;
         let unlocked = tokio::time::timeout(
             timeout,
             sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
-                .bind(self.key)
-                .fetch_one(&mut *self.conn),
+                .bind(key)
+                .fetch_one(&mut **self.conn()),
         )
         .await;
         match unlocked {
-            Ok(Ok(_)) => drop(self.conn),
+            Ok(Ok(_)) => drop(self.conn.take()),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot release the engine leader lock; closing its connection");
-                self.discard();
+                tracing::warn!(error = %e, "cannot release the engine leader lock; closing its connection")
             }
             Err(_) => {
-                tracing::warn!(
-                    "releasing the engine leader lock timed out; closing its connection"
-                );
-                self.discard();
+                tracing::warn!("releasing the engine leader lock timed out; closing its connection")
             }
         }
-    }
-
-    /// Closes the lock's connection instead of returning it to the pool.
-    fn discard(mut self) {
-        self.conn.close_on_drop();
-        drop(self.conn);
+        // Anything but a clean unlock: the drop closes the connection.
     }
 }
 
@@ -202,18 +255,21 @@ async fn holder(pool: &PgPool, key: i64) -> Result<Holder, sqlx::Error> {
     // A bigint advisory key is kept as two 32-bit halves: classid (high) and objid (low).
     let high = i64::from((key as u64 >> 32) as u32);
     let low = i64::from(key as u64 as u32);
-    let pid: Option<i32> = sqlx::query_scalar(
-        "SELECT pid FROM pg_locks \
-         WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
-           AND classid::bigint = $1 AND objid::bigint = $2 \
-           AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+    let row: Option<(i32, i64)> = sqlx::query_as(
+        "SELECT l.pid, (EXTRACT(EPOCH FROM a.backend_start) * 1000000)::bigint \
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+           AND l.classid::bigint = $1 AND l.objid::bigint = $2 \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
          LIMIT 1",
     )
     .bind(high)
     .bind(low)
     .fetch_optional(pool)
     .await?;
-    Ok(pid.map_or(Holder::Nobody, Holder::Session))
+    Ok(row.map_or(Holder::Nobody, |(pid, started_us)| {
+        Holder::Session(SessionId { pid, started_us })
+    }))
 }
 
 #[cfg(test)]

@@ -176,21 +176,23 @@ async fn flash_and_redirect(session: &Session, flash: Flash, to: &str) -> Respon
     Redirect::to(to).into_response()
 }
 
-/// What a failed form keeps: the non-secret fields that were typed.
+/// What a failed form keeps: the non-secret fields of its spec that were typed, nothing
+/// else (a post that names no known form keeps nothing). Says whether secrets were typed.
 fn kept_values(
     form: &BTreeMap<String, String>,
-    secret_fields: &[String],
+    spec: Option<&FormSpec>,
 ) -> (BTreeMap<String, String>, bool) {
-    let mut cleared = false;
-    let values = form
+    let Some(spec) = spec else {
+        return (BTreeMap::new(), false);
+    };
+    let typed = |name: &str| form.get(name).filter(|v| !v.trim().is_empty());
+    let values = spec
+        .fields
         .iter()
-        .filter(|(k, v)| {
-            let secret = secret_fields.contains(k);
-            cleared |= secret && !v.trim().is_empty();
-            !secret && k.as_str() != "csrf_token"
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .filter(|f| !f.secret)
+        .filter_map(|f| form.get(&f.name).map(|v| (f.name.clone(), v.clone())))
         .collect();
+    let cleared = spec.secret_fields().any(|f| typed(&f.name).is_some());
     (values, cleared)
 }
 
@@ -286,10 +288,8 @@ async fn create(
                 Ok(errors) => errors,
                 Err(e) => return ApiError(e).into_response(),
             };
-            let secret_fields: Vec<String> = form_spec(&kind, variant.as_deref())
-                .map(|s| s.secret_fields().map(|f| f.name.clone()).collect())
-                .unwrap_or_default();
-            let (mut values, secrets_cleared) = kept_values(&form, &secret_fields);
+            let spec = form_spec(&kind, variant.as_deref());
+            let (mut values, secrets_cleared) = kept_values(&form, spec.as_ref());
             values.insert("name".into(), name);
             let flash = Flash {
                 form: "new".into(),
@@ -382,9 +382,9 @@ async fn revoke(
             .revoke(&actor, &team, id)
             .await
             .map(|paused| match paused.as_slice() {
-                [] => "Revoked: the secret is deleted and no hook will get it again.".to_string(),
+                [] => "Revoked: no machine starts with it again.".to_string(),
                 pools => format!(
-                    "Revoked: the secret is deleted. Paused {} (no new machines start; running ones stay until deleted).",
+                    "Revoked. Paused {} (no new machines start; running ones stay until deleted).",
                     pools.join(", ")
                 ),
             })

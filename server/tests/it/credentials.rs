@@ -757,14 +757,70 @@ async fn the_cloud_refuses_starts_with_a_wrong_or_revoked_credential_and_the_log
             "{refused}"
         );
 
-        // Revoked: the pool is paused, and a hook that still runs says it got nothing.
+        // Revoked: the pool is paused; the secret stays only to delete the machine started
+        // with it, and goes with that machine.
         let paused = vault(&t)
             .revoke(&Actor::User("alice".into()), "team-a", id)
             .await
             .unwrap();
         assert_eq!(paused, vec!["team-a-aws"]);
-        let p = copr_pools::pools::load_all(&t.db).await.unwrap().0;
-        assert_eq!(p[0].state, PoolState::Paused);
+        let mut p = copr_pools::pools::load_all(&t.db)
+            .await
+            .unwrap()
+            .0
+            .remove(0);
+        assert_eq!(p.state, PoolState::Paused);
+        assert!(
+            !credential_secrets::Entity::find()
+                .all(&t.db)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            vault(&t).purge_revoked().await.unwrap(),
+            Vec::<String>::new()
+        );
+        p.state = PoolState::Draining;
+        copr_pools::pools::save(&t.db, &[p], &Actor::System)
+            .await
+            .unwrap();
+        let db = t.db.clone();
+        eventually(
+            "the machines to be deleted",
+            Duration::from_secs(30),
+            || {
+                let db = db.clone();
+                async move {
+                    copr_pools::resources::list(&db, false)
+                        .await
+                        .unwrap()
+                        .is_empty()
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+        assert_eq!(
+            vault(&t).purge_revoked().await.unwrap(),
+            vec!["team-a/aws-main"]
+        );
+        assert!(
+            credential_secrets::Entity::find()
+                .all(&t.db)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let deletes = walk(&logs)
+            .into_iter()
+            .filter(|f| f.to_string_lossy().ends_with("_terminate"))
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect::<String>();
+        assert!(
+            !deletes.contains("does not run"),
+            "deletes got the credential: {deletes}"
+        );
         stop.cancel();
     })
     .await;
