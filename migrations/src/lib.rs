@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_identity_and_audit;
 mod m20261128_000002_engine;
 mod m20261128_000003_credentials;
+mod m20261128_000004_requests_and_usage;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_identity_and_audit::Migration),
             Box::new(m20261128_000002_engine::Migration),
             Box::new(m20261128_000003_credentials::Migration),
+            Box::new(m20261128_000004_requests_and_usage::Migration),
         ]
     }
 }

@@ -469,12 +469,11 @@ impl Pass<'_> {
         for id in self.waiting_order() {
             let ticket = &self.world.tickets[&id];
             let is_on_demand = ticket.tags.iter().any(|t| on_demand.contains(t));
-            let capable: Vec<&PoolConfig> = self
+            let capable: Vec<&Pool> = self
                 .world
                 .pools
                 .values()
-                .map(|p| &p.config)
-                .filter(|p| !p.is_winding_down() && p.tags_priority(&ticket.tags).is_some())
+                .filter(|p| !p.config.is_winding_down() && p.config.serves(&ticket.tags).is_some())
                 .collect();
             if capable.is_empty() {
                 continue;
@@ -482,28 +481,29 @@ impl Pass<'_> {
             let sandbox = ticket.sandbox.as_deref();
             let has_machine = capable.iter().any(|p| {
                 let own = sandbox
-                    .and_then(|s| reserved.get_mut(&(p.name.as_str(), s)))
+                    .and_then(|s| reserved.get_mut(&(p.config.name.as_str(), s)))
                     .filter(|n| **n > 0);
                 if let Some(n) = own {
                     *n -= 1;
                     return true;
                 }
                 false
-            }) || capable
-                .iter()
-                .any(|p| match fresh.get_mut(p.name.as_str()) {
+            }) || capable.iter().any(|p| {
+                match fresh.get_mut(p.config.name.as_str()) {
                     Some(n) if *n > 0 => {
                         *n -= 1;
                         true
                     }
                     _ => false,
-                });
+                }
+            });
             if has_machine {
                 continue;
             }
             let mut startable: Vec<(i64, &PoolConfig)> = capable
                 .iter()
                 .filter(|p| p.may_start())
+                .map(|p| &p.config)
                 .filter(|p| {
                     if is_on_demand {
                         p.is_on_demand()
@@ -511,7 +511,7 @@ impl Pass<'_> {
                         p.start_on_waiting && !p.is_on_demand()
                     }
                 })
-                .map(|p| (p.tags_priority(&ticket.tags).unwrap_or(0), *p))
+                .map(|p| (p.tags_priority(&ticket.tags).unwrap_or(0), p))
                 .collect();
             startable.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
             for (_, p) in startable {
@@ -610,7 +610,7 @@ impl Pass<'_> {
                 let fresh: Vec<i64> = mine.iter().filter(|r| r.is_free()).map(|r| r.id).collect();
                 let waiting_on_us = waiting
                     .iter()
-                    .filter(|tags| p.tags_priority(tags).is_some())
+                    .filter(|tags| p.serves(tags).is_some())
                     .count();
                 let keep = waiting_on_us + p.effective_prealloc() as usize;
                 for id in fresh.iter().take(fresh.len().saturating_sub(keep)) {
@@ -702,7 +702,7 @@ impl Pass<'_> {
         for name in names {
             let pool = &self.world.pools[&name];
             let p = &pool.config;
-            if !p.may_start() {
+            if !pool.may_start() {
                 continue;
             }
             let mine = || self.world.resources.values().filter(|r| r.pool == name);
@@ -828,40 +828,68 @@ impl Pass<'_> {
         }
         // Groups of ready machines. Unsandboxed groups are keyed by their tags; reserved ones
         // by sandbox as well and are only looked at by tickets of that sandbox.
+        // A group's machines carry the same tags and admit the same tickets: a dedicated
+        // pool's `tags_required` keep its machines from everyone else's builds.
         struct Group {
             tags: Vec<Tag>,
+            required: Vec<String>,
             ids: BTreeSet<i64>,
         }
+        impl Group {
+            fn score(&self, requested: &[String]) -> Option<i64> {
+                let admitted = self
+                    .required
+                    .iter()
+                    .all(|t| requested.iter().any(|r| r == t));
+                if admitted {
+                    score(self.tags.iter(), requested)
+                } else {
+                    None
+                }
+            }
+        }
         let mut free_groups: Vec<Group> = Vec::new();
-        let mut free_index: HashMap<Vec<Tag>, usize> = HashMap::new();
+        let mut free_index: HashMap<(Vec<Tag>, Vec<String>), usize> = HashMap::new();
         let mut reserved: HashMap<String, Vec<Group>> = HashMap::new();
         let mut remaining = 0usize;
         for r in self.world.resources.values() {
-            if !r.is_ready() || self.pool(&r.pool).is_none_or(|p| p.is_winding_down()) {
+            let Some(pool) = self.pool(&r.pool).filter(|p| !p.is_winding_down()) else {
+                continue;
+            };
+            if !r.is_ready() {
                 continue;
             }
             remaining += 1;
             let mut tags = r.tags.clone();
             tags.sort();
+            let mut required = pool.tags_required.clone();
+            required.sort();
             match &r.sandbox {
                 None => {
-                    let idx = *free_index.entry(tags.clone()).or_insert_with(|| {
-                        free_groups.push(Group {
-                            tags,
-                            ids: BTreeSet::new(),
+                    let idx = *free_index
+                        .entry((tags.clone(), required.clone()))
+                        .or_insert_with(|| {
+                            free_groups.push(Group {
+                                tags,
+                                required,
+                                ids: BTreeSet::new(),
+                            });
+                            free_groups.len() - 1
                         });
-                        free_groups.len() - 1
-                    });
                     free_groups[idx].ids.insert(r.id);
                 }
                 Some(s) => {
                     let groups = reserved.entry(s.clone()).or_default();
-                    match groups.iter_mut().find(|g| g.tags == tags) {
+                    match groups
+                        .iter_mut()
+                        .find(|g| g.tags == tags && g.required == required)
+                    {
                         Some(g) => {
                             g.ids.insert(r.id);
                         }
                         None => groups.push(Group {
                             tags,
+                            required,
                             ids: BTreeSet::from([r.id]),
                         }),
                     }
@@ -887,9 +915,7 @@ impl Pass<'_> {
             };
             if let Some(groups) = ticket.sandbox.as_ref().and_then(|s| reserved.get(s)) {
                 for g in groups {
-                    if let (Some(score), Some(&id)) =
-                        (score(g.tags.iter(), &ticket.tags), g.ids.first())
-                    {
+                    if let (Some(score), Some(&id)) = (g.score(&ticket.tags), g.ids.first()) {
                         consider(score + REUSE_BONUS, id, None);
                     }
                 }
@@ -898,7 +924,7 @@ impl Pass<'_> {
                 free_groups
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, g)| score(g.tags.iter(), &ticket.tags).map(|s| (i, s)))
+                    .filter_map(|(i, g)| g.score(&ticket.tags).map(|s| (i, s)))
                     .collect()
             });
             for &(i, s) in candidates.iter() {

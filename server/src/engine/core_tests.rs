@@ -762,6 +762,75 @@ fn a_pass_over_a_large_backlog_assigns_every_ready_machine() {
     }
 }
 
+#[test]
+fn a_dedicated_pool_serves_only_tickets_with_its_team_tag_even_when_idle() {
+    let mut team = pool(
+        "team",
+        &[("copr_builder", 0), ("arch_x86_64", 0), ("team_a", 0)],
+    );
+    team.tags_required = vec!["team_a".into()];
+    team.max_prealloc = 1;
+    let mut everyone = pool("everyone", &[("copr_builder", 0), ("arch_x86_64", 0)]);
+    everyone.max_prealloc = 0;
+    everyone.start_on_waiting = true;
+    let mut sim = Sim::new(vec![team, everyone]);
+    sim.settle(1000, 60_000);
+    assert_eq!(up_count(&sim, "team"), 1, "the team's machine is ready");
+    // Someone else's build: the team's machine is the only one ready, and it stays idle.
+    let other = sim.take(&["copr_builder", "arch_x86_64"], Some("someone/p--u"));
+    let out = sim.pass();
+    assert_eq!(sim.machine_of(other), None);
+    let started: Vec<&str> = out
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Start { pool, .. } => Some(pool.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        started,
+        ["everyone"],
+        "the other build starts its own machine elsewhere"
+    );
+    sim.settle(1000, 60_000);
+    let got = sim.machine_of(other).expect("served by the shared pool");
+    assert_eq!(sim.world.resources[&got].pool, "everyone");
+    // The team's build takes the team's machine.
+    let mine = sim.take(&["copr_builder", "arch_x86_64", "team_a"], Some("@a/p--u"));
+    sim.pass();
+    let got = sim.machine_of(mine).expect("served at once");
+    assert_eq!(sim.world.resources[&got].pool, "team");
+}
+
+#[test]
+fn a_pool_past_its_monthly_cap_starts_nothing_not_even_its_preallocation() {
+    let mut p = pool("capped", &[("copr_builder", 0)]);
+    p.max_prealloc = 2;
+    p.max_starting = 2;
+    p.price_per_hour = Some(1.0);
+    p.monthly_cap = Some(100.0);
+    let mut sim = Sim::new(vec![p]);
+    sim.world
+        .pools
+        .get_mut("capped")
+        .unwrap()
+        .runtime
+        .month_cost = 100.0;
+    assert_eq!(starts(&sim.pass().actions), 0, "cap reached");
+    let t = sim.take(&["copr_builder"], None);
+    assert_eq!(starts(&sim.pass().actions), 0);
+    assert_eq!(sim.machine_of(t), None);
+    // Next month the cost starts from nothing again.
+    sim.world
+        .pools
+        .get_mut("capped")
+        .unwrap()
+        .runtime
+        .month_cost = 0.0;
+    assert_eq!(starts(&sim.pass().actions), 2);
+}
+
 // Random schedules: tickets with random tags and sandboxes come and go, hooks fail or hang,
 // the server crashes; the invariants of `Sim::check_invariants` hold after every pass, every
 // servable ticket is eventually served, and once drained the cloud is empty.
@@ -775,20 +844,21 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        4 => (0u8..6, 0u8..4).prop_map(|(tags, sandbox)| Step::Take { tags, sandbox }),
+        4 => (0u8..7, 0u8..4).prop_map(|(tags, sandbox)| Step::Take { tags, sandbox }),
         3 => any::<u8>().prop_map(|nth| Step::Close { nth }),
         4 => (1u16..5000).prop_map(|ms| Step::Advance { ms }),
         1 => any::<bool>().prop_map(|delete_happened| Step::Crash { delete_happened }),
     ]
 }
 
-const TAG_SETS: [&[&str]; 6] = [
+const TAG_SETS: [&[&str]; 7] = [
     &["copr_builder", "arch_x86_64"],
     &["copr_builder", "arch_aarch64"],
     &["copr_builder", "arch_x86_64", "on_demand_powerful"],
     &["copr_builder"],
     &["arch_x86_64"],
     &["copr_builder", "arch_x86_64", "hypervisor"],
+    &["copr_builder", "arch_x86_64", "team_a"],
 ];
 
 fn random_pools() -> Vec<PoolConfig> {
@@ -819,7 +889,19 @@ fn random_pools() -> Vec<PoolConfig> {
     big.max_starting = 2;
     big.reuse_opportunity_time = 5;
     big.timeouts.new = 20;
-    vec![x86, arm, big]
+    // A team's dedicated pool: its idle machines are the only ones offering what most
+    // tickets ask for, yet only the team's tickets may have them.
+    let mut team = pool(
+        "team",
+        &[("copr_builder", 5), ("arch_x86_64", 0), ("team_a", 0)],
+    );
+    team.tags_required = vec!["team_a".into()];
+    team.max = 2;
+    team.max_prealloc = 2;
+    team.max_starting = 2;
+    team.reuse_opportunity_time = 5;
+    team.timeouts.new = 20;
+    vec![x86, arm, big, team]
 }
 
 proptest! {

@@ -190,6 +190,13 @@ pub struct PoolConfig {
     pub unknown_min_age: u32,
     /// The team credential handed to this pool's hooks (pools.yaml: `credential: team/name`).
     pub credential_id: Option<i32>,
+    /// Tags a ticket must carry for this pool to serve it (beyond resalloc): a dedicated
+    /// pool's machines go only to its team's builds, however idle they are.
+    pub tags_required: Vec<String>,
+    /// What one machine costs per hour, for usage, cost and the monthly cap.
+    pub price_per_hour: Option<f64>,
+    /// No new machine starts once this month's cost reaches this (in the price's currency).
+    pub monthly_cap: Option<f64>,
 }
 
 impl PoolConfig {
@@ -227,6 +234,9 @@ impl PoolConfig {
             list_period: 1800,
             unknown_min_age: 600,
             credential_id: None,
+            tags_required: Vec::new(),
+            price_per_hour: None,
+            monthly_cap: None,
         }
     }
 
@@ -253,6 +263,22 @@ impl PoolConfig {
     /// not offer all of them (resalloc's `get_tags_priority`).
     pub fn tags_priority(&self, requested: &[String]) -> Option<i64> {
         score(self.all_tags(), requested)
+    }
+
+    /// Whether a ticket with these tags carries every tag in `tags_required`.
+    pub fn admits(&self, requested: &[String]) -> bool {
+        self.tags_required
+            .iter()
+            .all(|t| requested.iter().any(|r| r == t))
+    }
+
+    /// [`PoolConfig::tags_priority`] for tickets this pool admits; None for the others.
+    pub fn serves(&self, requested: &[String]) -> Option<i64> {
+        if self.admits(requested) {
+            self.tags_priority(requested)
+        } else {
+            None
+        }
     }
 
     /// Whether machines may be started in this pool now.
@@ -290,12 +316,28 @@ pub fn score<'a>(offered: impl Iterator<Item = &'a Tag>, requested: &[String]) -
 pub struct PoolRuntime {
     pub last_start: Option<Ms>,
     pub last_list: Option<Ms>,
+    /// What the pool's machines cost this month so far, the running ones' time included.
+    pub month_cost: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pool {
     pub config: PoolConfig,
     pub runtime: PoolRuntime,
+}
+
+impl Pool {
+    /// The month's cost has reached the pool's cap: no new machine starts until next month.
+    pub fn over_cap(&self) -> bool {
+        self.config
+            .monthly_cap
+            .is_some_and(|cap| self.runtime.month_cost >= cap)
+    }
+
+    /// Whether machines may be started in this pool now: active and under its cap.
+    pub fn may_start(&self) -> bool {
+        self.config.may_start() && !self.over_cap()
+    }
 }
 
 /// A machine, in any state but ENDED.

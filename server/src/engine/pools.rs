@@ -72,6 +72,9 @@ pub const EXTRA_KEYS: &[&str] = &[
     "list_period",
     "unknown_min_age",
     "credential",
+    "tags_required",
+    "price_per_hour",
+    "monthly_cap",
 ];
 
 /// Checks one pool on its own. Cross-pool rules are in [`validate_all`].
@@ -187,6 +190,32 @@ pub fn validate(p: &PoolConfig) -> Vec<PoolError> {
         if c.is_empty() || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
             errors.push(err(n, "named_counters", format!("{c:?} must be letters, digits and '_' (it becomes an environment variable name)")));
         }
+    }
+    for t in &p.tags_required {
+        if !p.all_tags().any(|o| &o.name == t) {
+            errors.push(err(
+                n,
+                "tags_required",
+                format!(
+                    "{t:?} is not one of the pool's tags, so no ticket could ever be served; add it to tags (or tags_on_demand)"
+                ),
+            ));
+        }
+    }
+    for (key, value) in [
+        ("price_per_hour", p.price_per_hour),
+        ("monthly_cap", p.monthly_cap),
+    ] {
+        if value.is_some_and(|v| !v.is_finite() || v < 0.0) {
+            errors.push(err(n, key, "must be 0 or more"));
+        }
+    }
+    if p.monthly_cap.is_some() && p.price_per_hour.is_none() {
+        errors.push(err(
+            n,
+            "monthly_cap",
+            "needs price_per_hour: the cap is checked against the cost of the machines' time",
+        ));
     }
     errors
 }
@@ -421,6 +450,9 @@ fn pool_from_yaml(
                     p.start_on_waiting = value.as_bool().ok_or("must be true or false")?
                 }
                 "list_period" => p.list_period = uint(&value)?,
+                "tags_required" => p.tags_required = strings(&value)?,
+                "price_per_hour" => p.price_per_hour = Some(amount(&value)?),
+                "monthly_cap" => p.monthly_cap = Some(amount(&value)?),
                 "unknown_min_age" => p.unknown_min_age = uint(&value)?,
                 "credential" => {
                     let c = string(&value)?;
@@ -462,6 +494,12 @@ fn uint(v: &Value) -> Result<u32, String> {
     v.as_u64()
         .and_then(|n| u32::try_from(n).ok())
         .ok_or_else(|| format!("must be a whole number of 0 or more, not {}", show(v)))
+}
+
+fn amount(v: &Value) -> Result<f64, String> {
+    v.as_f64()
+        .filter(|f| f.is_finite() && *f >= 0.0)
+        .ok_or_else(|| "must be a number, 0 or more".to_string())
 }
 
 fn string(v: &Value) -> Result<String, String> {
@@ -600,6 +638,18 @@ pub fn export_pools_yaml(pools: &[PoolConfig], credentials: &BTreeMap<i32, Strin
         put("start_on_waiting", p.start_on_waiting.into());
         put("list_period", p.list_period.into());
         put("unknown_min_age", p.unknown_min_age.into());
+        if !p.tags_required.is_empty() {
+            put(
+                "tags_required",
+                Value::Sequence(p.tags_required.iter().cloned().map(Value::from).collect()),
+            );
+        }
+        if let Some(price) = p.price_per_hour {
+            put("price_per_hour", price.into());
+        }
+        if let Some(cap) = p.monthly_cap {
+            put("monthly_cap", cap.into());
+        }
         if let Some(id) = p.credential_id {
             put(
                 "credential",
@@ -666,6 +716,10 @@ pub fn to_model(
         created_at: existing.map_or(now, |e| e.created_at),
         updated_at: now,
         credential_id: p.credential_id,
+        tags_required: serde_json::to_string(&p.tags_required).expect("names serialize"),
+        price_per_hour: p.price_per_hour,
+        monthly_cap: p.monthly_cap,
+        request_id: existing.and_then(|e| e.request_id),
         // A reason belongs to the state it explains: a new state drops it.
         state_reason: existing
             .filter(|e| e.state == p.state.as_str())
@@ -710,6 +764,16 @@ pub fn from_model(m: &pools::Model) -> Result<PoolConfig, Vec<PoolError>> {
     p.owner_team_id = m.owner_team_id;
     p.start_on_waiting = m.start_on_waiting;
     p.credential_id = m.credential_id;
+    p.price_per_hour = m.price_per_hour;
+    p.monthly_cap = m.monthly_cap;
+    match serde_json::from_str(&m.tags_required) {
+        Ok(t) => p.tags_required = t,
+        Err(e) => errors.push(err(
+            n,
+            "tags_required",
+            format!("is not a JSON list of tag names: {e}"),
+        )),
+    }
     match PoolState::parse(&m.state) {
         Some(s) => p.state = s,
         None => errors.push(err(

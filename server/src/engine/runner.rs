@@ -21,6 +21,9 @@ use super::{Engine, EngineError};
 const CONFLICT_BURST: u32 = 3;
 /// How long a hook that could not be started waits before its machine is tried again.
 const NOT_STARTED_BACKOFF: Duration = Duration::from_secs(5);
+/// How often running machines' time is added to the usage (a machine that ends is counted
+/// at once, in the pass that ends it).
+const USAGE_EVERY: Duration = Duration::from_secs(60);
 
 /// In-memory state the runner carries between passes (all of it may be lost in a crash).
 struct Carry {
@@ -30,6 +33,11 @@ struct Carry {
     outcomes: Vec<HookOutcome>,
     cancels: HashMap<i64, CancellationToken>,
     reported_broken: HashSet<(String, String)>,
+    /// (pool, month, level) of budget warnings already logged.
+    reported_caps: HashSet<(String, String, u8)>,
+    /// Pool-wide hooks running, by (pool, unknown machine's name or "" for the listing),
+    /// stopped with the runner.
+    pool_hooks: HashMap<(String, String), CancellationToken>,
 }
 
 /// Runs passes until `shutdown`. Fails only when hooks could never run (their log directory
@@ -87,7 +95,10 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) -> Result<(
         outcomes: Vec::new(),
         cancels: HashMap::new(),
         reported_broken: HashSet::new(),
+        reported_caps: HashSet::new(),
+        pool_hooks: HashMap::new(),
     };
+    let mut accounted_at: Option<Instant> = None;
     let mut conflicts_in_a_row = 0u32;
     let period = engine.settings().period;
 
@@ -107,6 +118,7 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) -> Result<(
             }
         };
         report_broken(&loaded, &mut carry);
+        report_caps(&loaded, &mut carry);
         let Loaded {
             mut world,
             mut data,
@@ -149,6 +161,15 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) -> Result<(
                     if let Some(resource) = o.resource() {
                         carry.cancels.remove(&resource);
                     }
+                    match o {
+                        HookOutcome::Listed { pool, .. } => {
+                            carry.pool_hooks.remove(&(pool, String::new()));
+                        }
+                        HookOutcome::UnknownDeleted { pool, name } => {
+                            carry.pool_hooks.remove(&(pool, name));
+                        }
+                        _ => {}
+                    }
                 }
                 carry.busy = std::mem::take(&mut world.busy);
                 carry.listing = std::mem::take(&mut world.listing);
@@ -172,6 +193,14 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) -> Result<(
                     &livechecks,
                 );
                 engine.record_pass(started_at.elapsed(), output.assigned_tickets().count());
+                if accounted_at.is_none_or(|t| t.elapsed() >= USAGE_EVERY) {
+                    match store::account_usage(&db, now_ms()).await {
+                        Ok(_) => accounted_at = Some(Instant::now()),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot count the machines' usage; trying again next pass")
+                        }
+                    }
+                }
             }
             Err(StoreError::Conflict(why)) => {
                 conflicts_in_a_row += 1;
@@ -209,7 +238,7 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) -> Result<(
             _ = shutdown.cancelled() => break,
         }
     }
-    for token in carry.cancels.values() {
+    for token in carry.cancels.values().chain(carry.pool_hooks.values()) {
         token.cancel();
     }
     Ok(())
@@ -219,6 +248,34 @@ fn report_broken(loaded: &Loaded, carry: &mut Carry) {
     for (pool, why) in &loaded.broken {
         if carry.reported_broken.insert((pool.clone(), why.clone())) {
             tracing::error!(%pool, %why, "pool definition in the database is invalid; the engine leaves the pool alone");
+        }
+    }
+}
+
+/// Logs, once a month per pool, when its cost passes 80 % of its cap and when it reaches it.
+fn report_caps(loaded: &Loaded, carry: &mut Carry) {
+    let month = store::month_start(now_ms());
+    for pool in loaded.world.pools.values() {
+        let Some(cap) = pool.config.monthly_cap.filter(|c| *c > 0.0) else {
+            continue;
+        };
+        let cost = pool.runtime.month_cost;
+        let level = if cost >= cap {
+            2
+        } else if cost >= 0.8 * cap {
+            1
+        } else {
+            continue;
+        };
+        if carry
+            .reported_caps
+            .insert((pool.config.name.clone(), month.clone(), level))
+        {
+            if level == 2 {
+                tracing::warn!(pool = %pool.config.name, cost = format!("{cost:.2}"), cap, "monthly cap reached: no new machines start in this pool until next month");
+            } else {
+                tracing::warn!(pool = %pool.config.name, cost = format!("{cost:.2}"), cap, "80 % of the monthly cap used");
+            }
         }
     }
 }
@@ -274,7 +331,11 @@ fn launch_hooks(
                 };
                 let spec = unknown_delete_spec(&p.config, name);
                 tracing::warn!(%pool, %name, "deleting a machine the cloud lists but the engine does not know");
-                spawn(engine, spec, tx.clone(), CancellationToken::new(), None, {
+                let token = CancellationToken::new();
+                carry
+                    .pool_hooks
+                    .insert((pool.clone(), name.clone()), token.clone());
+                spawn(engine, spec, tx.clone(), token, None, {
                     let (pool, name) = (pool.clone(), name.clone());
                     move |_| HookOutcome::UnknownDeleted { pool, name }
                 });
@@ -339,7 +400,11 @@ fn launch_hooks(
         };
 
         let token = CancellationToken::new();
-        if kind != HookKind::List {
+        if kind == HookKind::List {
+            carry
+                .pool_hooks
+                .insert((pool.clone(), String::new()), token.clone());
+        } else {
             carry.busy.insert(resource, kind);
             carry.cancels.insert(resource, token.clone());
         }

@@ -344,6 +344,15 @@ impl Sim {
                     .get(&r)
                     .unwrap_or_else(|| panic!("ticket {} holds an ended machine", t.id));
                 assert_eq!(res.ticket, Some(t.id), "machine and ticket disagree");
+                if let Some(pool) = self.world.pools.get(&res.pool) {
+                    assert!(
+                        pool.config.admits(&t.tags),
+                        "ticket {} without {:?} got machine {r} of the dedicated pool {}",
+                        t.id,
+                        pool.config.tags_required,
+                        pool.config.name
+                    );
+                }
             }
         }
         for name in self.world.pools.keys() {

@@ -16,7 +16,7 @@ use super::core::{Action, ema, render_name};
 use super::model::*;
 use super::pools::from_model;
 use crate::audit::{self, Actor};
-use crate::entities::{named_counters, pools, resources, tickets};
+use crate::entities::{named_counters, pools, resources, tickets, usage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -54,12 +54,32 @@ pub async fn load(db: &DatabaseConnection) -> Result<Loaded, DbErr> {
     // Four independent reads, in parallel on separate connections: a pass's latency is the
     // engine's throughput. Their being separate snapshots is fine: only the engine assigns,
     // and everything it writes is guarded against what changed meanwhile.
-    let (pool_rows, counter_rows, resource_rows, open_rows) = tokio::try_join!(
+    let now = Utc::now().timestamp_millis();
+    let (pool_rows, counter_rows, resource_rows, open_rows, month_rows) = tokio::try_join!(
         pools::Entity::find().all(db),
         named_counters::Entity::find().all(db),
         resources::Entity::find().filter(live_resources()).all(db),
         tickets::Entity::find().filter(open_tickets()).all(db),
+        usage::Entity::find()
+            .filter(usage::Column::Day.gte(month_start(now)))
+            .all(db),
     )?;
+    // This month's cost per pool: what is counted, plus the running machines' time since
+    // they were last counted.
+    let mut month_cost: HashMap<String, f64> = HashMap::new();
+    for u in month_rows {
+        *month_cost.entry(u.pool).or_default() += u.cost;
+    }
+    let prices: HashMap<&str, f64> = pool_rows
+        .iter()
+        .filter_map(|p| Some((p.name.as_str(), p.price_per_hour?)))
+        .collect();
+    for r in &resource_rows {
+        if let (Some(price), Some(since)) = (prices.get(r.pool.as_str()), r.accounted_ms) {
+            let seconds = (now - since.max(month_start_ms(now))).max(0) as f64 / 1000.0;
+            *month_cost.entry(r.pool.clone()).or_default() += seconds / 3600.0 * price;
+        }
+    }
     let mut loaded = Loaded::default();
     for m in pool_rows {
         match from_model(&m) {
@@ -67,6 +87,7 @@ pub async fn load(db: &DatabaseConnection) -> Result<Loaded, DbErr> {
                 let runtime = PoolRuntime {
                     last_start: m.last_start_ms,
                     last_list: m.last_list_ms,
+                    month_cost: month_cost.get(&m.name).copied().unwrap_or(0.0),
                 };
                 loaded
                     .world
@@ -385,6 +406,18 @@ async fn apply(
             })?;
         }
         Action::MarkEnded { resource } => {
+            // Its last seconds, in the transaction that ends it: counted once, never lost.
+            if let Some(m) = resources::Entity::find_by_id(id32(*resource))
+                .one(txn)
+                .await?
+            {
+                account(txn, &m.pool, m.accounted_ms, now).await?;
+                res()
+                    .col_expr(R::AccountedMs, Expr::value(now))
+                    .filter(R::Id.eq(id32(*resource)))
+                    .exec(txn)
+                    .await?;
+            }
             let r = res()
                 .col_expr(R::State, Expr::value(RState::Ended.as_str()))
                 .col_expr(R::EndedMs, Expr::value(now))
@@ -531,11 +564,14 @@ async fn apply(
                 delete_reason: Set(None),
                 created_at: Set(stamp),
                 updated_at: Set(stamp),
+                // The cloud bills from the start, whether it succeeds or not.
+                accounted_ms: Set(Some(now)),
                 ..Default::default()
             })
             .exec(txn)
             .await
             .map_err(|e| StoreError::Conflict(format!("starting a machine in {pool}: {e}")))?;
+            add_usage(txn, pool, &day_of(now), 0, 0.0, 1).await?;
             let id = i64::from(inserted.last_insert_id);
             let name = render_name(&config.name_pattern, pool, id, *id_in_pool, now);
             resources::Entity::update_many()
@@ -661,4 +697,169 @@ pub async fn pool_counts(db: &impl ConnectionTrait) -> Result<BTreeMap<String, P
         }
     }
     Ok(counts)
+}
+
+/// `YYYY-MM-DD` (UTC) of an instant.
+pub fn day_of(ms: Ms) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// The first instant of the UTC month of `ms`.
+pub fn month_start_ms(ms: Ms) -> Ms {
+    use chrono::{Datelike, TimeZone};
+    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    Utc.with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0)
+        .single()
+        .map_or(0, |m| m.timestamp_millis())
+}
+
+/// `YYYY-MM-01` of the UTC month of `ms`.
+pub fn month_start(ms: Ms) -> String {
+    day_of(month_start_ms(ms))
+}
+
+/// Splits `[from, to)` by UTC day: (day, milliseconds in it).
+pub fn split_by_day(from: Ms, to: Ms) -> Vec<(String, Ms)> {
+    const DAY: Ms = 86_400_000;
+    let mut out = Vec::new();
+    let mut at = from;
+    while at < to {
+        let next = ((at.div_euclid(DAY)) + 1) * DAY;
+        let end = next.min(to);
+        out.push((day_of(at), end - at));
+        at = end;
+    }
+    out
+}
+
+/// Adds to a pool's usage of a day.
+async fn add_usage(
+    txn: &impl ConnectionTrait,
+    pool: &str,
+    day: &str,
+    ms: i64,
+    cost: f64,
+    starts: i32,
+) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => {
+            "INSERT INTO \"usage\" (pool, day, machine_ms, cost, starts) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (pool, day) DO UPDATE SET machine_ms = \"usage\".machine_ms + excluded.machine_ms, \
+             cost = \"usage\".cost + excluded.cost, starts = \"usage\".starts + excluded.starts"
+        }
+        _ => {
+            "INSERT INTO \"usage\" (pool, day, machine_ms, cost, starts) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (pool, day) DO UPDATE SET machine_ms = \"usage\".machine_ms + excluded.machine_ms, \
+             cost = \"usage\".cost + excluded.cost, starts = \"usage\".starts + excluded.starts"
+        }
+    };
+    txn.execute(sea_orm::Statement::from_sql_and_values(
+        backend,
+        sql,
+        [
+            pool.into(),
+            day.into(),
+            ms.into(),
+            cost.into(),
+            starts.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Counts a machine's time from `since` to `now` in its pool's usage, at the pool's price.
+async fn account(
+    txn: &impl ConnectionTrait,
+    pool: &str,
+    since: Option<Ms>,
+    now: Ms,
+) -> Result<(), DbErr> {
+    let Some(since) = since.filter(|s| *s < now) else {
+        return Ok(());
+    };
+    let price = pools::Entity::find_by_id(pool.to_string())
+        .one(txn)
+        .await?
+        .and_then(|p| p.price_per_hour)
+        .unwrap_or(0.0);
+    for (day, ms) in split_by_day(since, now) {
+        add_usage(txn, pool, &day, ms, ms as f64 / 3_600_000.0 * price, 0).await?;
+    }
+    Ok(())
+}
+
+/// Counts every live machine's time up to `now`, in one transaction with the marks of how far
+/// each is counted, so a crash at any point counts no second twice and loses none.
+pub async fn account_usage(db: &DatabaseConnection, now: Ms) -> Result<usize, DbErr> {
+    let txn = crate::db::begin_write(db).await?;
+    let live = resources::Entity::find()
+        .filter(live_resources())
+        .all(&txn)
+        .await?;
+    let prices: HashMap<String, f64> = pools::Entity::find()
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|p| (p.name, p.price_per_hour.unwrap_or(0.0)))
+        .collect();
+    let mut by_day: BTreeMap<(String, String), (i64, f64)> = BTreeMap::new();
+    let mut counted = Vec::new();
+    for r in &live {
+        let Some(since) = r.accounted_ms.filter(|s| *s < now) else {
+            continue;
+        };
+        let price = prices.get(&r.pool).copied().unwrap_or(0.0);
+        for (day, ms) in split_by_day(since, now) {
+            let e = by_day.entry((r.pool.clone(), day)).or_default();
+            e.0 += ms;
+            e.1 += ms as f64 / 3_600_000.0 * price;
+        }
+        counted.push(r.id);
+    }
+    for ((pool, day), (ms, cost)) in &by_day {
+        add_usage(&txn, pool, day, *ms, *cost, 0).await?;
+    }
+    for chunk in counted.chunks(500) {
+        resources::Entity::update_many()
+            .col_expr(resources::Column::AccountedMs, Expr::value(now))
+            .filter(resources::Column::Id.is_in(chunk.to_vec()))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(counted.len())
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+
+    #[test]
+    fn time_is_split_by_utc_day_and_months_start_on_the_first() {
+        let day = 86_400_000;
+        let t = chrono::DateTime::parse_from_rfc3339("2026-11-30T23:00:00Z")
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(
+            split_by_day(t, t + 2 * 3_600_000 + 5),
+            vec![
+                ("2026-11-30".to_string(), 3_600_000),
+                ("2026-12-01".to_string(), 3_600_005)
+            ]
+        );
+        assert_eq!(split_by_day(t, t), vec![]);
+        assert_eq!(split_by_day(t, t + 3 * day).len(), 4);
+        assert_eq!(month_start(t), "2026-11-01");
+        assert_eq!(month_start(t + 3_600_000), "2026-12-01");
+        let ms: i64 = split_by_day(t - 17, t + 3 * day + 9)
+            .iter()
+            .map(|(_, m)| m)
+            .sum();
+        assert_eq!(ms, 3 * day + 26, "nothing lost between the pieces");
+    }
 }

@@ -56,6 +56,14 @@ pub struct Model {
     pub credential_id: Option<i32>,
     #[sea_orm(column_type = "Text", nullable)]
     pub state_reason: Option<String>,
+    #[sea_orm(column_type = "Text")]
+    pub tags_required: String,
+    #[sea_orm(column_type = "Double", nullable)]
+    pub price_per_hour: Option<f64>,
+    #[sea_orm(column_type = "Double", nullable)]
+    pub monthly_cap: Option<f64>,
+    /// The request whose approval made the pool.
+    pub request_id: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

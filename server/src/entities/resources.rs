@@ -26,6 +26,8 @@ pub struct Model {
     pub delete_reason: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Until when the machine's time is counted in `usage` (epoch ms).
+    pub accounted_ms: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

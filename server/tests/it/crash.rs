@@ -140,6 +140,7 @@ async fn kill_9_under_load_loses_nothing_and_leaks_nothing() {
         .await;
         server.stop();
         assert_no_leak_no_double_delete(&t.dir.path().join("cloud"));
+        assert_usage_counted_once(&t).await;
         assert!(
             taken.len() > 10,
             "the load did run: {} tickets",
@@ -147,6 +148,40 @@ async fn kill_9_under_load_loses_nothing_and_leaks_nothing() {
         );
     })
     .await;
+}
+
+/// Every machine's time, from its start to its end, is in the usage once: five `kill -9`s
+/// lost none of it and counted none twice. (A machine's start instant is its row's creation,
+/// a few milliseconds after the pass that started it.)
+async fn assert_usage_counted_once(t: &TestDb) {
+    use copr_pools::entities::{resources, usage};
+    let machines = resources::Entity::find().all(&t.db).await.unwrap();
+    assert!(!machines.is_empty());
+    let lived: i64 = machines
+        .iter()
+        .map(|m| m.ended_ms.expect("every machine ended") - m.created_at.timestamp_millis())
+        .sum();
+    let counted: i64 = usage::Entity::find()
+        .all(&t.db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.machine_ms)
+        .sum();
+    let slack = 100 * machines.len() as i64;
+    assert!(
+        (counted - lived).abs() <= slack,
+        "usage {counted} ms for machines that lived {lived} ms ({} machines)",
+        machines.len()
+    );
+    let starts: i32 = usage::Entity::find()
+        .all(&t.db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.starts)
+        .sum();
+    assert_eq!(starts as usize, machines.len(), "every start counted once");
 }
 
 /// A machine serves one ticket at a time: the [assigned, closed] spans of the tickets of one
