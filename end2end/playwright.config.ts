@@ -3,11 +3,18 @@
 import { defineConfig } from '@playwright/test';
 
 export const APP_PORT = 3310;
-export const APP_XMLRPC_PORT = 49310;
+// Every port below 32768, out of Linux's ephemeral range, so that no outgoing connection
+// of this machine holds one when a server starts.
+export const APP_XMLRPC_PORT = 3311;
 /** The app signing in with the test provider, reached as localhost while the provider is
  * 127.0.0.1: two sites, so a wrong SameSite setting would lose the session. */
 export const OIDC_APP_PORT = 3320;
 export const OIDC_APP = `http://localhost:${OIDC_APP_PORT}`;
+/** A second app of its own for the whole request flow, which makes pools (the status tests
+ * want an app without any). */
+export const FLOW_PORT = 3330;
+export const FLOW = `http://127.0.0.1:${FLOW_PORT}`;
+export const FLOW_XMLRPC_PORT = 3331;
 export const IDP_PORT = 3390;
 export const IDP = `http://127.0.0.1:${IDP_PORT}`;
 export const BIN = process.env.COPR_POOLS_BIN ?? '../target/debug/copr-pools';
@@ -26,6 +33,18 @@ export const appEnv = {
   COPR_POOLS_LOG: 'debug',
   COPR_POOLS_DEV_LOGIN: 'true',
   COPR_POOLS_DEMO_SPAWNERS: 'true',
+  COPR_POOLS_SPAWNERS_DIR: '../spawners',
+};
+
+/** Environment of the flow's app. */
+export const flowEnv = {
+  ...appEnv,
+  COPR_POOLS_DATABASE_URL: `sqlite://${STATE}/flow/db.sqlite?mode=rwc`,
+  COPR_POOLS_LISTEN: `127.0.0.1:${FLOW_PORT}`,
+  COPR_POOLS_XMLRPC_LISTEN: `127.0.0.1:${FLOW_XMLRPC_PORT}`,
+  COPR_POOLS_LOG_DIR: `${STATE}/flow/logs`,
+  COPR_POOLS_DATA_DIR: `${STATE}/flow/data`,
+  COPR_POOLS_LOG: 'warn',
 };
 
 /** The app's log file. */
@@ -69,7 +88,7 @@ export default defineConfig({
       env: {
         COPR_POOLS_DATABASE_URL: `sqlite://${STATE}/oidc/db.sqlite?mode=rwc`,
         COPR_POOLS_LISTEN: `127.0.0.1:${OIDC_APP_PORT}`,
-        COPR_POOLS_XMLRPC_LISTEN: '127.0.0.1:49320',
+        COPR_POOLS_XMLRPC_LISTEN: '127.0.0.1:3321',
         COPR_POOLS_LOG_DIR: `${STATE}/oidc/logs`,
         COPR_POOLS_DATA_DIR: `${STATE}/oidc/data`,
         COPR_POOLS_SITE_ROOT: '../target/site',
@@ -93,6 +112,15 @@ export default defineConfig({
       timeout: 60_000,
       stdout: 'ignore',
       stderr: 'ignore',
+    },
+    {
+      command: `rm -rf ${STATE}/flow && mkdir -p ${STATE}/flow && exec ${BIN} serve`,
+      url: `${FLOW}/readyz`,
+      env: flowEnv,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: 'ignore',
+      stderr: 'pipe',
     },
   ],
 });

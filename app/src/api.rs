@@ -3,6 +3,7 @@
 //! database without this crate knowing about it.
 
 pub mod credentials;
+pub mod requests;
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,9 @@ pub struct PoolStatus {
     pub start_success_rate: Option<f64>,
     /// Exponential moving average of successful start times, in seconds.
     pub start_time_avg: Option<f64>,
+    /// Its month against its monthly cap, from 80 % on (see [`requests::cap_note`]).
+    #[serde(default)]
+    pub cap: Option<requests::CapNote>,
 }
 
 /// Waiting tickets that asked for the same tags.
@@ -98,25 +102,43 @@ pub struct MemberView {
 }
 
 /// A pool in a short listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PoolBrief {
     pub name: String,
+    /// The team that owns it, if any.
+    pub team: Option<String>,
     pub state: String,
     /// Why the pool is in its state, when something other than an admin put it there.
     pub state_reason: Option<String>,
     pub max: i64,
+    pub max_starting: i64,
+    pub max_prealloc: i64,
     pub up: i64,
     pub taken: i64,
+    pub ready: i64,
+    pub starting: i64,
+    /// This month so far.
+    pub month_hours: f64,
+    pub month_cost: f64,
+    pub monthly_cap: Option<f64>,
+    pub price_per_hour: Option<f64>,
+    /// Made from a request: its team may ask to change it.
+    pub from_request: bool,
 }
 
 /// A team's page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TeamView {
     pub name: String,
     pub members: Vec<MemberView>,
     pub pools: Vec<PoolBrief>,
     /// The team's cloud credentials, without their secrets.
     pub credentials: Vec<credentials::CredentialView>,
+    /// The token the page's forms (pause, resume) post back.
+    pub csrf_token: String,
+    /// The outcome of the last pool action posted from the page.
+    pub notice: Option<String>,
+    pub errors: Vec<crate::error::FieldError>,
 }
 
 /// The engine's figures for admins.
@@ -154,6 +176,14 @@ pub struct AdminOverview {
     pub audit: Vec<AuditView>,
     /// Pass as `before` to read the next (older) page.
     pub older: Option<i32>,
+    /// Every pool, with what admins may do to it.
+    pub pools: Vec<PoolBrief>,
+    /// Requests waiting for a decision.
+    pub pending_requests: i64,
+    /// The outcome of the last pool action posted from the page.
+    pub notice: Option<String>,
+    pub errors: Vec<crate::error::FieldError>,
+    pub csrf_token: String,
 }
 
 /// The server side of the UI's data, provided through Leptos context by the server crate.

@@ -25,6 +25,7 @@ use crate::components::layout::{Layout, SessionResource};
 use crate::pages::admin::AdminPage;
 use crate::pages::auth::{DevSignInPage, SignInFailedPage};
 use crate::pages::credentials::{AddCredentialPage, CredentialDetailPage};
+use crate::pages::requests::{NewRequestPage, PriceListPage, RequestDetailPage, RequestQueuePage};
 use crate::pages::teams::{TeamPage, TeamsPage};
 use crate::pages::{not_found::NotFound, status::StatusPage};
 
@@ -72,6 +73,10 @@ pub fn App() -> impl IntoView {
                     <Route path=(StaticSegment("teams"), ParamSegment("name"), StaticSegment("credentials"), StaticSegment("new")) view=AddCredentialPage ssr=SsrMode::Async/>
                     <Route path=(StaticSegment("teams"), ParamSegment("name"), StaticSegment("credentials"), ParamSegment("id")) view=CredentialDetailPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("admin") view=AdminPage ssr=SsrMode::Async/>
+                    <Route path=(StaticSegment("admin"), StaticSegment("requests")) view=RequestQueuePage ssr=SsrMode::Async/>
+                    <Route path=(StaticSegment("admin"), StaticSegment("prices")) view=PriceListPage ssr=SsrMode::Async/>
+                    <Route path=(StaticSegment("teams"), ParamSegment("name"), StaticSegment("requests"), StaticSegment("new")) view=NewRequestPage ssr=SsrMode::Async/>
+                    <Route path=(StaticSegment("requests"), ParamSegment("id")) view=RequestDetailPage ssr=SsrMode::Async/>
                     <Route path=(StaticSegment("auth"), StaticSegment("dev")) view=DevSignInPage ssr=SsrMode::Async/>
                     <Route path=(StaticSegment("auth"), StaticSegment("failed")) view=SignInFailedPage ssr=SsrMode::Async/>
                 </Routes>

@@ -99,6 +99,10 @@ struct RawConfig {
     session_inactivity_secs: u64,
     session_max_age_secs: u64,
     data_dir: PathBuf,
+    team_max_machines: u32,
+    community_priority: i64,
+    spawners_dir: PathBuf,
+    spawner_templates: BTreeMap<String, TemplateOverride>,
     #[serde(deserialize_with = "one_or_many")]
     secret_keys: Vec<Secret>,
     secret_keys_file: Option<PathBuf>,
@@ -143,6 +147,10 @@ impl Default for RawConfig {
             session_inactivity_secs: 8 * 3600,
             session_max_age_secs: 7 * 24 * 3600,
             data_dir: "data".into(),
+            team_max_machines: 20,
+            community_priority: -10,
+            spawners_dir: "spawners".into(),
+            spawner_templates: BTreeMap::new(),
             secret_keys: Vec::new(),
             secret_keys_file: None,
             demo_spawners: false,
@@ -160,6 +168,16 @@ const LIST_KEYS: &[&str] = &[
 ];
 /// Keys that hold secrets and may instead be read from `<KEY>_FILE`.
 const SECRET_KEYS: &[&str] = &["oidc_client_secret", "secret_keys"];
+
+/// An admin's replacement of a spawner template's commands (see [`crate::spawners`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateOverride {
+    pub cmd_new: Option<String>,
+    pub cmd_delete: Option<String>,
+    pub cmd_list: Option<String>,
+    pub cmd_livecheck: Option<String>,
+}
 
 /// OpenID Connect client settings, present when sign-in with an external provider is set up.
 #[derive(Debug, Clone)]
@@ -207,6 +225,15 @@ pub struct Config {
     pub secret_keys: Vec<Secret>,
     /// The demo spawners (the `local` credential kind) are offered.
     pub demo_spawners: bool,
+    /// Machines one team's pools may have in all before the approval queue warns.
+    pub team_max_machines: u32,
+    /// The priority of a community pool's tags, unless the admin chooses another (below
+    /// Copr's own pools, like its on-demand pools at -10).
+    pub community_priority: i64,
+    /// Where the demo spawner scripts are (`{spawners}` in templates).
+    pub spawners_dir: PathBuf,
+    /// The admins' spawner templates, by credential kind, over the built-in ones.
+    pub spawner_templates: BTreeMap<String, TemplateOverride>,
 }
 
 /// Why the configuration was refused.
@@ -354,6 +381,8 @@ impl Config {
 
         let oidc = oidc_config(&raw)?;
         let secret_keys = secret_keys(&raw)?;
+        crate::spawners::check_overrides(&raw.spawner_templates)
+            .map_err(|message| invalid("spawner_templates", message))?;
         if raw.dev_login && oidc.is_some() {
             return Err(invalid(
                 "dev_login",
@@ -395,6 +424,10 @@ impl Config {
             data_dir: raw.data_dir,
             secret_keys,
             demo_spawners: raw.demo_spawners,
+            team_max_machines: raw.team_max_machines,
+            community_priority: raw.community_priority,
+            spawners_dir: raw.spawners_dir,
+            spawner_templates: raw.spawner_templates,
         })
     }
 

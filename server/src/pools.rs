@@ -6,14 +6,15 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
-    QueryOrder, TransactionTrait,
+    ActiveModelTrait,
+    ActiveValue::{NotSet, Set},
+    ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryOrder, TransactionTrait,
 };
 use serde_json::json;
 
 use crate::audit::{self, Actor};
 use crate::credentials::Vault;
-use crate::engine::model::PoolConfig;
+use crate::engine::model::{PoolConfig, PoolState};
 use crate::engine::pools::{
     Imported, PoolError, err, from_model, inline_secret_warnings, to_model, validate_all,
 };
@@ -62,9 +63,21 @@ pub async fn save(
     actor: &Actor,
 ) -> Result<Saved, PoolsError> {
     let txn = crate::db::begin_write(db).await?;
-    let incoming = &owned_by_credential_teams(&txn, incoming).await?;
+    let saved = save_in(&txn, incoming, actor).await?;
+    txn.commit().await?;
+    Ok(saved)
+}
+
+/// [`save`] inside the caller's write transaction (an approval saves its pools together
+/// with the request and the routing rules).
+pub async fn save_in(
+    txn: &impl ConnectionTrait,
+    incoming: &[PoolConfig],
+    actor: &Actor,
+) -> Result<Saved, PoolsError> {
+    let incoming = &owned_by_credential_teams(txn, incoming).await?;
     let existing: BTreeMap<String, pools::Model> = pools::Entity::find()
-        .all(&txn)
+        .all(txn)
         .await?
         .into_iter()
         .map(|m| (m.name.clone(), m))
@@ -79,11 +92,11 @@ pub async fn save(
         combined.insert(p.name.clone(), p.clone());
     }
     let mut errors = validate_all(combined.values());
-    errors.extend(check_credentials(&txn, incoming).await?);
+    errors.extend(check_credentials(txn, incoming).await?);
     if !errors.is_empty() {
         return Err(PoolsError::Invalid(errors));
     }
-    let names = Vault::qualified_names(&txn).await?;
+    let names = Vault::qualified_names(txn).await?;
 
     let now = Utc::now();
     let mut saved = Saved::default();
@@ -96,10 +109,10 @@ pub async fn save(
         match before {
             None => {
                 pools::Entity::insert(model.into_active_model())
-                    .exec(&txn)
+                    .exec(txn)
                     .await?;
                 audit::record(
-                    &txn,
+                    txn,
                     actor,
                     "pool.create",
                     "pool",
@@ -124,10 +137,10 @@ pub async fn save(
                 am.start_time_avg = NotSet;
                 am.last_list_ms = NotSet;
                 am.created_at = NotSet;
-                am.update(&txn).await?;
+                am.update(txn).await?;
                 let changes = diff(old_def.as_ref(), p, &names);
                 audit::record(
-                    &txn,
+                    txn,
                     actor,
                     "pool.update",
                     "pool",
@@ -139,7 +152,6 @@ pub async fn save(
             }
         }
     }
-    txn.commit().await?;
     Ok(saved)
 }
 
@@ -174,6 +186,114 @@ fn diff(
         }
     }
     serde_json::Value::Object(changes)
+}
+
+/// A pool's states as people may set them.
+pub async fn set_state(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    actor: &Actor,
+    name: &str,
+    state: PoolState,
+    reason: Option<String>,
+) -> Result<(), PoolsError> {
+    let txn = crate::db::begin_write(db).await?;
+    let Some(m) = pools::Entity::find_by_id(name.to_string())
+        .one(&txn)
+        .await?
+    else {
+        return Err(PoolsError::Invalid(vec![err(name, "name", "no such pool")]));
+    };
+    let before = m.state.clone();
+    if state == PoolState::Active
+        && let Some(cid) = m.credential_id
+        && credentials::Entity::find_by_id(cid)
+            .one(&txn)
+            .await?
+            .is_some_and(|c| c.revoked_at.is_some())
+    {
+        return Err(PoolsError::Invalid(vec![err(
+            name,
+            "state",
+            "its credential was revoked: the pool cannot run again with it",
+        )]));
+    }
+    let mut am = m.into_active_model();
+    am.state = Set(state.as_str().to_string());
+    am.state_reason = Set(reason.clone());
+    am.updated_at = Set(Utc::now());
+    am.update(&txn).await?;
+    crate::routing::follow_pool(&txn, name).await?;
+    audit::record(
+        &txn,
+        actor,
+        &format!("pool.{}", verb(state)),
+        "pool",
+        name,
+        json!({ "state": [before, state.as_str()], "reason": reason }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// An admin's edit of a pool's limits and budget: `max`, `max_starting`, `max_prealloc`,
+/// `price_per_hour`, `monthly_cap` (empty: none). Checked like any pool definition, audited
+/// with what changed.
+pub async fn edit_limits(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    actor: &Actor,
+    name: &str,
+    values: &BTreeMap<String, String>,
+) -> Result<(), PoolsError> {
+    let (all, _) = load_all(db).await?;
+    let Some(mut p) = all.into_iter().find(|p| p.name == name) else {
+        return Err(PoolsError::Invalid(vec![err(name, "name", "no such pool")]));
+    };
+    let mut errors = Vec::new();
+    let mut whole = |key: &str, target: &mut u32| {
+        if let Some(v) = values.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            match v.parse::<u32>() {
+                Ok(n) => *target = n,
+                Err(_) => errors.push(err(name, key, "enter a whole number, 0 or more")),
+            }
+        }
+    };
+    whole("max", &mut p.max);
+    whole("max_starting", &mut p.max_starting);
+    whole("max_prealloc", &mut p.max_prealloc);
+    let mut amount = |key: &str| -> Option<Option<f64>> {
+        let v = values.get(key)?.trim();
+        if v.is_empty() {
+            return Some(None);
+        }
+        match v.parse::<f64>() {
+            Ok(a) if a.is_finite() && a >= 0.0 => Some(Some(a)),
+            _ => {
+                errors.push(err(name, key, "enter an amount, 0 or more"));
+                None
+            }
+        }
+    };
+    if let Some(price) = amount("price_per_hour") {
+        p.price_per_hour = price;
+    }
+    if let Some(cap) = amount("monthly_cap") {
+        p.monthly_cap = cap;
+    }
+    if !errors.is_empty() {
+        return Err(PoolsError::Invalid(errors));
+    }
+    save(db, &[p], actor).await?;
+    Ok(())
+}
+
+fn verb(state: PoolState) -> &'static str {
+    match state {
+        PoolState::Active => "resume",
+        PoolState::Paused => "pause",
+        PoolState::Draining => "drain",
+        PoolState::Retired => "retire",
+    }
 }
 
 /// Turns the `credential: team/name` of imported pools into credential ids. The pool

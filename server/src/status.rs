@@ -19,6 +19,7 @@ pub async fn snapshot(db: &impl ConnectionTrait) -> Result<StatusSnapshot, DbErr
         .all(db)
         .await?;
     let counts = pool_counts(db).await?;
+    let month = crate::usage::this_month(db).await?;
     let mut offered: Vec<Vec<Tag>> = Vec::new();
     let mut pools_out = Vec::with_capacity(rows.len());
     for p in rows {
@@ -31,7 +32,9 @@ pub async fn snapshot(db: &impl ConnectionTrait) -> Result<StatusSnapshot, DbErr
             offered.push(tags.iter().chain(on_demand.iter()).cloned().collect());
         }
         let c = counts.get(&p.name).cloned().unwrap_or_default();
+        let cost = month.get(&p.name).map_or(0.0, |m| m.cost);
         pools_out.push(PoolStatus {
+            cap: app::api::requests::cap_note(cost, p.monthly_cap),
             name: p.name,
             description: p.description,
             state: p.state,

@@ -321,6 +321,17 @@ pub struct FormState {
 }
 
 impl FormState {
+    /// What a form sent, to show again (the CSRF token is not kept).
+    pub fn keeping(values: BTreeMap<String, String>) -> FormState {
+        FormState {
+            values: values
+                .into_iter()
+                .filter(|(k, _)| k != "csrf_token")
+                .collect(),
+            ..FormState::default()
+        }
+    }
+
     pub fn error(&self, field: &str) -> Option<String> {
         self.errors
             .iter()

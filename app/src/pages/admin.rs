@@ -7,6 +7,7 @@ use crate::api::{AdminOverview, get_admin_overview};
 use crate::components::layout::PageHead;
 use crate::components::notice::ErrorNotice;
 use crate::format::human_duration;
+use crate::pages::teams::PoolTable;
 
 #[component]
 pub fn AdminPage() -> impl IntoView {
@@ -71,7 +72,52 @@ fn Overview(o: AdminOverview) -> impl IntoView {
             },
         ),
     ];
+    let pending = o.pending_requests;
+    let pools = o.pools.clone();
     view! {
+        {o.notice.clone().map(|n| view! { <p class="alert alert-info" role="status" data-testid="notice">{n}</p> })}
+        {(!o.errors.is_empty()).then(|| view! {
+            <div class="alert alert-error" role="alert" data-testid="form-errors">{o.errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join(" ")}</div>
+        })}
+        <nav class="admin-links" aria-label="Admin">
+            <a class="button" href="/admin/requests" data-testid="queue-link">
+                {if pending == 0 { "Pool requests".to_string() } else { format!("Pool requests ({pending} waiting)") }}
+            </a>
+            " "
+            <a class="button button-secondary" href="/admin/prices">"Price list"</a>
+        </nav>
+        <section class="section" aria-labelledby="pools-title">
+            <h2 id="pools-title">"Pools"</h2>
+            {if pools.is_empty() {
+                view! { <p class="muted">"No pools yet: they come from approved requests, or from `copr-pools pools import`."</p> }.into_any()
+            } else {
+                view! {
+                    <PoolTable pools=pools.clone() token=o.csrf_token.clone() back="/admin".to_string() admin=true/>
+                    <details class="section">
+                        <summary>"Edit a pool's limits and budget"</summary>
+                        {pools.into_iter().map(|p| {
+                            let prefix = format!("edit-{}", p.name);
+                            let field = |k: &str, label: &str, value: String| {
+                                let id = format!("{prefix}-{k}");
+                                view! { <label for=id.clone()>{label.to_string()}</label><input id=id name=k.to_string() value=value inputmode="decimal"/> }
+                            };
+                            view! {
+                                <form method="post" action=format!("/pools/{}/limits", p.name) class="panel form section" data-testid=format!("edit-{}", p.name)>
+                                    <h3>{p.name.clone()}</h3>
+                                    <input type="hidden" name="csrf_token" value=o.csrf_token.clone()/>
+                                    {field("max", "Most machines at once", p.max.to_string())}
+                                    {field("max_starting", "Starting at once", p.max_starting.to_string())}
+                                    {field("max_prealloc", "Kept ready", p.max_prealloc.to_string())}
+                                    {field("price_per_hour", "Price per machine-hour (USD)", p.price_per_hour.map(|x| x.to_string()).unwrap_or_default())}
+                                    {field("monthly_cap", "Monthly cap (USD, empty for none)", p.monthly_cap.map(|x| x.to_string()).unwrap_or_default())}
+                                    <button type="submit" class="button button-secondary">{format!("Save {}", p.name)}</button>
+                                </form>
+                            }
+                        }).collect_view()}
+                    </details>
+                }.into_any()
+            }}
+        </section>
         <section class="section" aria-labelledby="engine-title">
             <h2 id="engine-title">"Engine"</h2>
             <dl class="facts panel" data-testid="engine-facts">

@@ -14,6 +14,7 @@ use crate::api::credentials::{
     CredentialView, FieldSpec, FormSpec, FormState, get_credential, get_new_credential, kind_label,
 };
 use crate::components::notice::ErrorNotice;
+use crate::format::textarea_text;
 
 /// The credentials section of a team page.
 #[component]
@@ -191,7 +192,7 @@ fn FormField(
     let input = if spec.multiline {
         view! {
             <textarea id=id.clone() name=spec.name.clone() rows="6" required spellcheck="false" autocomplete="off"
-                placeholder=spec.placeholder.clone() aria-describedby=described aria-invalid=invalid>{value}</textarea>
+                placeholder=spec.placeholder.clone() aria-describedby=described aria-invalid=invalid>{textarea_text(&value)}</textarea>
         }.into_any()
     } else {
         view! {

@@ -4,5 +4,6 @@ pub mod admin;
 pub mod auth;
 pub mod credentials;
 pub mod not_found;
+pub mod requests;
 pub mod status;
 pub mod teams;

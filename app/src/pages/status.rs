@@ -199,7 +199,12 @@ fn PoolRow(pool: PoolStatus) -> impl IntoView {
                 <TagList tags=pool.tags_on_demand label="on demand"/>
                 {pool.description.map(|d| view! { <details><summary>"About"</summary><p>{d}</p></details> })}
             </th>
-            <td data-label="State"><span class=state_class>{pool.state}</span></td>
+            <td data-label="State">
+                <span class=state_class>{pool.state}</span>
+                {pool.cap.map(|c| view! {
+                    <p class=if c.reached { "cap-note cap-reached" } else { "cap-note cap-warning" } data-testid="cap-note">{c.text}</p>
+                })}
+            </td>
             {numbers.into_iter().map(|(label, value)| view! { <td class="num" data-label=label>{value}</td> }).collect_view()}
         </tr>
     }

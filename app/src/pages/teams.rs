@@ -5,10 +5,12 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::{TeamSummary, TeamView, get_my_teams, get_team};
+use crate::api::requests::{cap_note, get_team_requests, money};
+use crate::api::{PoolBrief, TeamSummary, TeamView, get_my_teams, get_team};
 use crate::components::layout::PageHead;
 use crate::components::notice::ErrorNotice;
 use crate::pages::credentials::CredentialList;
+use crate::pages::requests::RequestTable;
 
 #[component]
 pub fn TeamsPage() -> impl IntoView {
@@ -83,6 +85,15 @@ pub fn TeamPage() -> impl IntoView {
 
 #[component]
 fn TeamBody(team: TeamView) -> impl IntoView {
+    let requests = Resource::new(
+        {
+            let name = team.name.clone();
+            move || name.clone()
+        },
+        get_team_requests,
+    );
+    let new_request = format!("/teams/{}/requests/new", team.name);
+    let back = format!("/teams/{}", team.name);
     view! {
         <div class="page-head">
             <div>
@@ -90,40 +101,37 @@ fn TeamBody(team: TeamView) -> impl IntoView {
                 <p class="lede">"The Fedora Accounts group " <code>{team.name.clone()}</code> " as a copr-pools team."</p>
             </div>
         </div>
+        {team.notice.clone().map(|n| view! { <p class="alert alert-info" role="status" data-testid="notice">{n}</p> })}
+        {(!team.errors.is_empty()).then(|| view! {
+            <div class="alert alert-error" role="alert">{team.errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join(" ")}</div>
+        })}
         <section class="section" aria-labelledby="team-pools">
-            <h2 id="team-pools">"Pools"</h2>
+            <div class="section-head">
+                <h2 id="team-pools">"Pools"</h2>
+                <a class="button button-small" href=new_request.clone() data-testid="request-pool">"Request a pool"</a>
+            </div>
             {if team.pools.is_empty() {
                 view! {
-                    <p class="muted" data-testid="team-no-pools">
-                        "This team owns no pool yet. A pool is created for a team when a Copr admin approves the team's pool request."
+                    <p class="panel empty-state" data-testid="team-no-pools">
+                        "This team owns no pool yet. "<a href=new_request>"Request one"</a>
+                        ": a dedicated pool runs only your team's builds, on your cloud account; a Copr admin approves it and it starts."
                     </p>
                 }.into_any()
             } else {
-                view! {
-                    <div class="table-wrap" role="region" aria-labelledby="team-pools" tabindex="0">
-                        <table class="data-table stack-on-phone">
-                            <thead><tr>
-                                <th scope="col">"Pool"</th><th scope="col">"State"</th>
-                                <th scope="col" class="num">"Max"</th><th scope="col" class="num">"Up"</th><th scope="col" class="num">"Taken"</th>
-                            </tr></thead>
-                            <tbody>
-                                {team.pools.into_iter().map(|p| view! {
-                                    <tr>
-                                        <th scope="row"><span class="pool-name">{p.name}</span></th>
-                                        <td data-label="State">
-                                            <span class=format!("badge badge-{}", p.state)>{p.state.clone()}</span>
-                                            {p.state_reason.map(|r| view! { <p class="small muted state-reason">{r}</p> })}
-                                        </td>
-                                        <td class="num" data-label="Max">{p.max}</td>
-                                        <td class="num" data-label="Up">{p.up}</td>
-                                        <td class="num" data-label="Taken">{p.taken}</td>
-                                    </tr>
-                                }).collect_view()}
-                            </tbody>
-                        </table>
-                    </div>
-                }.into_any()
+                view! { <PoolTable pools=team.pools.clone() token=team.csrf_token.clone() back=back.clone() admin=false/> }.into_any()
             }}
+        </section>
+        <section class="section" aria-labelledby="team-requests">
+            <h2 id="team-requests">"Requests"</h2>
+            <Suspense fallback=|| view! { <p class="muted" role="status">"Loading the requests…"</p> }>
+                {move || Suspend::new(async move {
+                    match requests.await {
+                        Ok(list) if list.is_empty() => view! { <p class="muted" data-testid="no-requests">"No requests yet."</p> }.into_any(),
+                        Ok(list) => view! { <RequestTable requests=list/> }.into_any(),
+                        Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                    }
+                })}
+            </Suspense>
         </section>
         <CredentialList team=team.name.clone() credentials=team.credentials/>
         <section class="section" aria-labelledby="team-members">
@@ -139,5 +147,91 @@ fn TeamBody(team: TeamView) -> impl IntoView {
                 }).collect_view()}
             </ul>
         </section>
+    }
+}
+
+/// "$12.30 of $100.00 (12 %)"; from 80 % the cap note says so, with a warning class.
+fn month_cost(p: &PoolBrief) -> (String, &'static str) {
+    match (cap_note(p.month_cost, p.monthly_cap), p.monthly_cap) {
+        (Some(note), _) => (
+            note.text,
+            if note.reached {
+                "cap-reached"
+            } else {
+                "cap-warning"
+            },
+        ),
+        (None, Some(cap)) if cap > 0.0 => (
+            format!(
+                "{} of {} ({:.0} %)",
+                money(p.month_cost),
+                money(cap),
+                p.month_cost / cap * 100.0
+            ),
+            "",
+        ),
+        _ => (money(p.month_cost), ""),
+    }
+}
+
+/// Pools with their machines, this month's use and cost, and what the viewer may do: a
+/// team's members pause and resume (and ask for changes); admins also drain and retire.
+#[component]
+pub fn PoolTable(pools: Vec<PoolBrief>, token: String, back: String, admin: bool) -> impl IntoView {
+    view! {
+        <div class="table-wrap" role="region" aria-label="Pools" tabindex="0">
+            <table class="data-table stack-on-phone" data-testid="pool-list">
+                <thead><tr>
+                    <th scope="col">"Pool"</th>
+                    {admin.then(|| view! { <th scope="col">"Team"</th> })}
+                    <th scope="col">"State"</th>
+                    <th scope="col" class="num">"Starting"</th><th scope="col" class="num">"Ready"</th>
+                    <th scope="col" class="num">"Taken"</th><th scope="col" class="num">"Max"</th>
+                    <th scope="col">"This month"</th><th scope="col">"Actions"</th>
+                </tr></thead>
+                <tbody>
+                    {pools.into_iter().map(|p| {
+                        let (cost, cost_class) = month_cost(&p);
+                        let action = format!("/pools/{}/state", p.name);
+                        let states: Vec<(&str, &str)> = match (p.state.as_str(), admin) {
+                            ("active", false) => vec![("paused", "Pause")],
+                            ("paused", false) => vec![("active", "Resume")],
+                            ("active", true) => vec![("paused", "Pause"), ("draining", "Drain")],
+                            ("paused", true) => vec![("active", "Resume"), ("draining", "Drain")],
+                            ("draining", true) => vec![("active", "Resume"), ("retired", "Retire")],
+                            ("retired", true) => vec![("active", "Reactivate")],
+                            _ => vec![],
+                        };
+                        let change = (!admin && p.from_request).then(|| format!("/teams/{}/requests/new?change={}", p.team.clone().unwrap_or_default(), p.name));
+                        view! {
+                            <tr>
+                                <th scope="row"><span class="pool-name">{p.name.clone()}</span></th>
+                                {admin.then(|| view! { <td data-label="Team">{p.team.clone().unwrap_or_else(|| "—".into())}</td> })}
+                                <td data-label="State">
+                                    <span class=format!("badge badge-{}", p.state)>{p.state.clone()}</span>
+                                    {p.state_reason.clone().map(|r| view! { <p class="small muted state-reason">{r}</p> })}
+                                </td>
+                                <td class="num" data-label="Starting">{p.starting}</td>
+                                <td class="num" data-label="Ready">{p.ready}</td>
+                                <td class="num" data-label="Taken">{p.taken}</td>
+                                <td class="num" data-label="Max">{p.max}</td>
+                                <td data-label="This month" class=cost_class>{format!("{:.1} machine-hours · {cost}", p.month_hours)}</td>
+                                <td data-label="Actions" class="actions">
+                                    {states.into_iter().map(|(state, label)| view! {
+                                        <form method="post" action=action.clone() class="inline-form">
+                                            <input type="hidden" name="csrf_token" value=token.clone()/>
+                                            <input type="hidden" name="state" value=state/>
+                                            <input type="hidden" name="back" value=back.clone()/>
+                                            <button type="submit" class="button button-secondary button-small" aria-label=format!("{label} {}", p.name)>{label}</button>
+                                        </form>
+                                    }).collect_view()}
+                                    {change.map(|href| view! { <a class="button button-secondary button-small" href=href aria-label=format!("Ask to change {}", p.name)>"Ask for a change"</a> })}
+                                </td>
+                            </tr>
+                        }
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
     }
 }

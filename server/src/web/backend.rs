@@ -7,6 +7,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
 use tower_sessions::Session;
 
 use super::AppState;
+use super::forms::take_flash;
 use crate::accounts::{self, CurrentUser};
 use crate::auth::csrf;
 use crate::auth::current::{current_user, require, require_admin, require_member};
@@ -26,6 +27,49 @@ fn internal(context: &'static str) -> impl FnOnce(sea_orm::DbErr) -> AppError {
         tracing::error!(error = %e, context, "database error");
         AppError::Internal
     }
+}
+
+/// Pools with their live counts and this month's usage.
+pub(super) async fn pool_briefs(
+    db: &sea_orm::DatabaseConnection,
+    rows: Vec<pools::Model>,
+) -> Result<Vec<PoolBrief>, AppError> {
+    let counts = pool_counts(db).await.map_err(internal("pool counts"))?;
+    let month = crate::usage::this_month(db)
+        .await
+        .map_err(internal("usage"))?;
+    let team_names: std::collections::BTreeMap<i32, String> = teams::Entity::find()
+        .all(db)
+        .await
+        .map_err(internal("teams"))?
+        .into_iter()
+        .map(|t| (t.id, t.name))
+        .collect();
+    Ok(rows
+        .into_iter()
+        .map(|p| {
+            let c = counts.get(&p.name).cloned().unwrap_or_default();
+            let m = month.get(&p.name).copied().unwrap_or_default();
+            PoolBrief {
+                team: p.owner_team_id.and_then(|t| team_names.get(&t).cloned()),
+                state: p.state,
+                state_reason: p.state_reason,
+                max: i64::from(p.max),
+                max_starting: i64::from(p.max_starting),
+                max_prealloc: i64::from(p.max_prealloc),
+                up: c.up,
+                taken: c.taken,
+                ready: c.ready,
+                starting: c.starting,
+                month_hours: m.machine_hours,
+                month_cost: m.cost,
+                monthly_cap: p.monthly_cap,
+                price_per_hour: p.price_per_hour,
+                from_request: p.request_id.is_some(),
+                name: p.name,
+            }
+        })
+        .collect())
 }
 
 /// The request's session, inside a server function or a page render.
@@ -136,7 +180,6 @@ impl Backend for ServerBackend {
             .await
             .map_err(internal("members"))?
             .unwrap_or_default();
-        let counts = pool_counts(db).await.map_err(internal("pool counts"))?;
         let owned = pools::Entity::find()
             .filter(pools::Column::OwnerTeamId.eq(team.id))
             .order_by_asc(pools::Column::Name)
@@ -144,9 +187,14 @@ impl Backend for ServerBackend {
             .await
             .map_err(internal("pools"))?;
         let credentials = self.state.vault.list(&name).await.map_err(AppError::from)?;
+        let session = ServerBackend::session(self).await?;
+        let flash = take_flash(&session, |f| f == "pool").await;
         Ok(TeamView {
             name: team.name,
             credentials,
+            csrf_token: request_form_token(&session).await?,
+            notice: flash.as_ref().and_then(|f| f.notice.clone()),
+            errors: flash.map(|f| f.state.errors).unwrap_or_default(),
             members: members
                 .into_iter()
                 .map(|m| MemberView {
@@ -155,20 +203,7 @@ impl Backend for ServerBackend {
                     last_sign_in: m.last_login_at.map(|t| t.to_rfc3339()),
                 })
                 .collect(),
-            pools: owned
-                .into_iter()
-                .map(|p| {
-                    let c = counts.get(&p.name).cloned().unwrap_or_default();
-                    PoolBrief {
-                        name: p.name,
-                        state: p.state,
-                        state_reason: p.state_reason,
-                        max: i64::from(p.max),
-                        up: c.up,
-                        taken: c.taken,
-                    }
-                })
-                .collect(),
+            pools: pool_briefs(db, owned).await?,
         })
     }
 
@@ -189,6 +224,8 @@ impl Backend for ServerBackend {
         let db = &self.state.db;
         let stats = self.state.engine.stats();
         let now = chrono::Utc::now().timestamp_millis();
+        let session = ServerBackend::session(self).await?;
+        let flash = take_flash(&session, |f| f == "pool" || f.starts_with("pool-")).await;
         let mut q = audit_events::Entity::find().order_by_desc(audit_events::Column::Id);
         if let Some(b) = before {
             q = q.filter(audit_events::Column::Id.lt(b));
@@ -240,6 +277,23 @@ impl Backend for ServerBackend {
                 })
                 .collect(),
             older,
+            pools: pool_briefs(
+                db,
+                pools::Entity::find()
+                    .order_by_asc(pools::Column::Name)
+                    .all(db)
+                    .await
+                    .map_err(internal("pools"))?,
+            )
+            .await?,
+            pending_requests: crate::entities::pool_requests::Entity::find()
+                .filter(crate::entities::pool_requests::Column::State.eq("submitted"))
+                .count(db)
+                .await
+                .map_err(internal("requests"))? as i64,
+            notice: flash.as_ref().and_then(|f| f.notice.clone()),
+            errors: flash.map(|f| f.state.errors).unwrap_or_default(),
+            csrf_token: request_form_token(&session).await?,
         })
     }
 }

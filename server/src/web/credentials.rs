@@ -13,30 +13,17 @@ use app::api::credentials::*;
 use app::error::AppError;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::{Form, Router};
-use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
 use super::backend::{request_form_token, request_session, request_user};
+use super::forms::{Flash, flash_and_redirect, poster, respond, take_flash};
 use crate::audit::Actor;
-use crate::auth::csrf;
-use crate::auth::current::{ApiError, MaybeUser, require, require_member};
+use crate::auth::current::{MaybeUser, require, require_member};
 use crate::credentials::{CredentialError, NewCredential};
 use crate::state::AppState;
-
-/// The session key of the one-time outcome of a form post.
-const FLASH: &str = "form_flash";
-
-/// The outcome of a form post, for the page it redirects to.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Flash {
-    /// Which form: `new`, or `<id>:rename`, `<id>:secret`, `<id>:revoke`.
-    form: String,
-    state: FormState,
-    notice: Option<String>,
-}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -62,16 +49,6 @@ impl ServerCredentials {
     }
 }
 
-/// Takes the flash if it belongs to `form`.
-async fn take_flash(session: &Session, form: &str) -> Option<Flash> {
-    let flash: Flash = session.get(FLASH).await.ok().flatten()?;
-    if flash.form != form {
-        return None;
-    }
-    let _ = session.remove_value(FLASH).await;
-    Some(flash)
-}
-
 #[async_trait::async_trait]
 impl CredentialsBackend for ServerCredentials {
     async fn list(&self, team: String) -> Result<Vec<CredentialView>, AppError> {
@@ -94,7 +71,7 @@ impl CredentialsBackend for ServerCredentials {
                 .find(|f| f.kind == k && f.variant == variant)
                 .cloned()
         });
-        let state = take_flash(&session, "new")
+        let state = take_flash(&session, |f| f == "new")
             .await
             .map(|f| f.state)
             .unwrap_or_default();
@@ -119,13 +96,13 @@ impl CredentialsBackend for ServerCredentials {
             fields: kind_spec.secret_fields().cloned().collect(),
             ..kind_spec
         };
-        let (form, state, notice) = match session.get::<Flash>(FLASH).await.ok().flatten() {
-            Some(f) if f.form.starts_with(&format!("{id}:")) => {
-                let _ = session.remove_value(FLASH).await;
+        let prefix = format!("{id}:");
+        let (form, state, notice) = match take_flash(&session, |f| f.starts_with(&prefix)).await {
+            Some(f) => {
                 let form = f.form.split_once(':').map(|(_, which)| which.to_string());
                 (form, f.state, f.notice)
             }
-            _ => (None, FormState::default(), None),
+            None => (None, FormState::default(), None),
         };
         Ok(CredentialPage {
             csrf_token: request_form_token(&session).await?,
@@ -138,8 +115,8 @@ impl CredentialsBackend for ServerCredentials {
     }
 }
 
-/// Who posts, if they may act for the team; otherwise the answer to give.
-async fn poster(
+/// The member (or admin) of `team` behind a credential form's post.
+async fn member_poster(
     user: Option<crate::accounts::CurrentUser>,
     session: &Session,
     headers: &HeaderMap,
@@ -147,33 +124,17 @@ async fn poster(
     team: &str,
     back: &str,
 ) -> Result<Actor, Response> {
-    let user = match user {
-        Some(u) => u,
-        None => {
-            let next: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
-            return Err(Redirect::to(&format!("/auth/login?next={next}")).into_response());
-        }
-    };
-    if let Err(e) = require_member(&user, team) {
-        return Err(ApiError(e).into_response());
-    }
-    let token = form.get("csrf_token").map(String::as_str).unwrap_or("");
-    if !csrf::token_matches(session, headers, token).await {
-        return Err(ApiError(AppError::BadRequest(
-            "the form was out of date; reload the page and submit it again".into(),
-        ))
-        .into_response());
-    }
-    Ok(Actor::User(user.username))
+    let token = form.get("csrf_token").map(String::as_str);
+    poster(user, session, headers, token, back, |u| {
+        require_member(u, team)
+    })
+    .await
+    .map(|u| Actor::User(u.username))
 }
 
-/// Redirects to `to` with `flash` for the page there.
-async fn flash_and_redirect(session: &Session, flash: Flash, to: &str) -> Response {
-    if let Err(e) = session.insert(FLASH, &flash).await {
-        tracing::error!(error = %e, "cannot keep a form's outcome in the session");
-        return ApiError(AppError::Internal).into_response();
-    }
-    Redirect::to(to).into_response()
+/// The field errors of a refusal as the vocabulary forms share.
+fn outcome(result: Result<String, CredentialError>) -> Result<String, AppError> {
+    result.map_err(AppError::from)
 }
 
 /// What a failed form keeps: the non-secret fields of its spec that were typed, nothing
@@ -194,41 +155,6 @@ fn kept_values(
         .collect();
     let cleared = spec.secret_fields().any(|f| typed(&f.name).is_some());
     (values, cleared)
-}
-
-/// Answers a credential form's post: back to `back` with the notice, or with the refusal's
-/// errors beside what the form keeps; anything but a refusal is an error page.
-async fn respond(
-    session: &Session,
-    form: String,
-    result: Result<String, CredentialError>,
-    kept: FormState,
-    back: &str,
-) -> Response {
-    let flash = match result {
-        Ok(notice) => Flash {
-            form,
-            notice: Some(notice),
-            ..Flash::default()
-        },
-        Err(e) => match failure(e) {
-            Ok(errors) => Flash {
-                form,
-                state: FormState { errors, ..kept },
-                notice: None,
-            },
-            Err(e) => return ApiError(e).into_response(),
-        },
-    };
-    flash_and_redirect(session, flash, back).await
-}
-
-/// The field errors of a refusal; anything else is answered as an error page.
-fn failure(error: CredentialError) -> Result<Vec<app::error::FieldError>, AppError> {
-    match error {
-        CredentialError::Invalid(errors) => Ok(errors),
-        other => Err(AppError::from(other)),
-    }
 }
 
 async fn create(
@@ -252,7 +178,7 @@ async fn create(
             url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
         ));
     }
-    let actor = match poster(user, &session, &headers, &form, &team, &back).await {
+    let actor = match member_poster(user, &session, &headers, &form, &team, &back).await {
         Ok(a) => a,
         Err(answer) => return answer,
     };
@@ -284,23 +210,15 @@ async fn create(
             flash_and_redirect(&session, flash, &format!("/teams/{team}/credentials/{id}")).await
         }
         Err(e) => {
-            let errors = match failure(e) {
-                Ok(errors) => errors,
-                Err(e) => return ApiError(e).into_response(),
-            };
             let spec = form_spec(&kind, variant.as_deref());
             let (mut values, secrets_cleared) = kept_values(&form, spec.as_ref());
             values.insert("name".into(), name);
-            let flash = Flash {
-                form: "new".into(),
-                state: FormState {
-                    values,
-                    errors,
-                    secrets_cleared,
-                },
-                notice: None,
+            let kept = FormState {
+                values,
+                errors: Vec::new(),
+                secrets_cleared,
             };
-            flash_and_redirect(&session, flash, &back).await
+            respond(&session, "new".into(), Err(AppError::from(e)), kept, &back).await
         }
     }
 }
@@ -314,7 +232,7 @@ async fn rename(
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
     let back = format!("/teams/{team}/credentials/{id}");
-    let actor = match poster(user, &session, &headers, &form, &team, &back).await {
+    let actor = match member_poster(user, &session, &headers, &form, &team, &back).await {
         Ok(a) => a,
         Err(answer) => return answer,
     };
@@ -324,11 +242,15 @@ async fn rename(
         .rename(&actor, &team, id, &name)
         .await
         .map(|()| format!("Renamed to {}.", name.trim()));
-    let kept = FormState {
-        values: BTreeMap::from([("name".to_string(), name)]),
-        ..FormState::default()
-    };
-    respond(&session, format!("{id}:rename"), result, kept, &back).await
+    let kept = FormState::keeping(BTreeMap::from([("name".to_string(), name)]));
+    respond(
+        &session,
+        format!("{id}:rename"),
+        outcome(result),
+        kept,
+        &back,
+    )
+    .await
 }
 
 async fn replace_secret(
@@ -340,7 +262,7 @@ async fn replace_secret(
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
     let back = format!("/teams/{team}/credentials/{id}");
-    let actor = match poster(user, &session, &headers, &form, &team, &back).await {
+    let actor = match member_poster(user, &session, &headers, &form, &team, &back).await {
         Ok(a) => a,
         Err(answer) => return answer,
     };
@@ -355,7 +277,14 @@ async fn replace_secret(
             .any(|(k, v)| k != "csrf_token" && !v.trim().is_empty()),
         ..FormState::default()
     };
-    respond(&session, format!("{id}:secret"), result, kept, &back).await
+    respond(
+        &session,
+        format!("{id}:secret"),
+        outcome(result),
+        kept,
+        &back,
+    )
+    .await
 }
 
 async fn revoke(
@@ -367,7 +296,7 @@ async fn revoke(
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
     let back = format!("/teams/{team}/credentials/{id}");
-    let actor = match poster(user, &session, &headers, &form, &team, &back).await {
+    let actor = match member_poster(user, &session, &headers, &form, &team, &back).await {
         Ok(a) => a,
         Err(answer) => return answer,
     };
@@ -392,7 +321,7 @@ async fn revoke(
     respond(
         &session,
         format!("{id}:revoke"),
-        result,
+        outcome(result),
         FormState::default(),
         &back,
     )

@@ -3,7 +3,9 @@
 
 mod backend;
 mod credentials;
+mod forms;
 mod health;
+mod requests;
 mod stats;
 
 use std::sync::{Arc, LazyLock};
@@ -36,9 +38,14 @@ pub fn router(state: AppState, store: &Store) -> Router {
         Arc::new(credentials::ServerCredentials {
             state: state.clone(),
         });
+    let requests: Arc<dyn app::api::requests::RequestsBackend> =
+        Arc::new(requests::ServerRequests {
+            state: state.clone(),
+        });
     let context = move || {
         provide_context(backend.clone());
         provide_context(credentials.clone());
+        provide_context(requests.clone());
     };
     let inactivity = Duration::from_secs(state.config.session_inactivity_secs);
     Router::new()
@@ -47,6 +54,7 @@ pub fn router(state: AppState, store: &Store) -> Router {
         .route("/api/stats", get(stats::stats))
         .merge(handlers::routes())
         .merge(credentials::routes())
+        .merge(requests::routes())
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())

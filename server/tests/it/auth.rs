@@ -161,6 +161,82 @@ async fn authorization_matrix_of_every_route() {
                 "/api/ui/credential?team=team-a&id=1",
                 ["401".into(), "403".into(), "200".into(), "200".into()],
             ),
+            (
+                "GET",
+                "/teams/team-a/requests/new",
+                [
+                    login("%2Fteams%2Fteam-a%2Frequests%2Fnew"),
+                    "403".into(),
+                    "200".into(),
+                    "200".into(),
+                ],
+            ),
+            (
+                "GET",
+                "/admin/requests",
+                [
+                    login("%2Fadmin%2Frequests"),
+                    "403".into(),
+                    "403".into(),
+                    "200".into(),
+                ],
+            ),
+            (
+                "GET",
+                "/admin/prices",
+                [
+                    login("%2Fadmin%2Fprices"),
+                    "403".into(),
+                    "403".into(),
+                    "200".into(),
+                ],
+            ),
+            (
+                "POST",
+                "/api/ui/request_form?team=team-a",
+                ["401".into(), "403".into(), "200".into(), "200".into()],
+            ),
+            (
+                "POST",
+                "/api/ui/team_requests?team=team-a",
+                ["401".into(), "403".into(), "200".into(), "200".into()],
+            ),
+            (
+                "POST",
+                "/api/ui/request_queue",
+                ["401".into(), "403".into(), "403".into(), "200".into()],
+            ),
+            (
+                "POST",
+                "/api/ui/price_list",
+                ["401".into(), "403".into(), "403".into(), "200".into()],
+            ),
+            (
+                "POST",
+                "/api/ui/request?id=1",
+                ["401".into(), "404".into(), "404".into(), "404".into()],
+            ),
+            (
+                "POST",
+                "/teams/team-a/requests",
+                [
+                    "303 /auth/login?next=%2Fteams%2Fteam-a%2Frequests%2Fnew%3Fcredential%3D"
+                        .into(),
+                    "403".into(),
+                    "400".into(),
+                    "400".into(),
+                ],
+            ),
+            (
+                "POST",
+                "/admin/prices",
+                [
+                    "303 /auth/login?next=%2Fadmin%2Fprices".into(),
+                    "403".into(),
+                    "403".into(),
+                    "400".into(),
+                ],
+            ),
             // Naming team-a's credential under another team finds nothing.
             (
                 "POST",

@@ -9,6 +9,7 @@ mod engine;
 mod leader;
 mod oidc;
 mod process;
+mod requests;
 mod support;
 mod web;
 mod xmlrpc;

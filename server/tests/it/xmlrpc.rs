@@ -44,6 +44,15 @@ pub async fn start(t: &TestDb, pools: &[PoolConfig], max_body: usize) -> Rpc {
     Rpc { url, engine, stop }
 }
 
+/// The XML-RPC API of `engine` on a free loopback port; returns its URL.
+pub async fn serve(engine: &Engine) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = copr_pools::xmlrpc::router(engine.clone(), 1 << 20);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
 pub fn local_pool(name: &str, output: &str) -> PoolConfig {
     let mut p = PoolConfig::new(name, format!("echo {output}"), "true");
     p.tags = vec![Tag::new("copr_builder", 0), Tag::new("arch_x86_64", 0)];
