@@ -245,7 +245,10 @@ pub async fn edit_limits(
     name: &str,
     values: &BTreeMap<String, String>,
 ) -> Result<(), PoolsError> {
-    let (all, _) = load_all(db).await?;
+    // Read and write in one write transaction: two admins saving at once apply one after
+    // the other, neither undoing the other's fields.
+    let txn = crate::db::begin_write(db).await?;
+    let (all, _) = load_all(&txn).await?;
     let Some(mut p) = all.into_iter().find(|p| p.name == name) else {
         return Err(PoolsError::Invalid(vec![err(name, "name", "no such pool")]));
     };
@@ -283,7 +286,8 @@ pub async fn edit_limits(
     if !errors.is_empty() {
         return Err(PoolsError::Invalid(errors));
     }
-    save(db, &[p], actor).await?;
+    save_in(&txn, &[p], actor).await?;
+    txn.commit().await?;
     Ok(())
 }
 

@@ -92,6 +92,16 @@ fn problem(field: &str, message: impl Into<String>) -> FieldError {
     }
 }
 
+/// How a pool runs now: `on_demand` when it starts machines for waiting builds only.
+pub fn current_choice(pool: &pools::Model) -> &'static str {
+    let on_demand: Vec<Tag> = serde_json::from_str(&pool.tags_on_demand).unwrap_or_default();
+    if on_demand.is_empty() {
+        "preallocated"
+    } else {
+        "on_demand"
+    }
+}
+
 /// The tag a team's dedicated pools carry and its routing rules add: `team_<group>`.
 pub fn team_tag(team: &str) -> String {
     format!("team_{team}")
@@ -139,6 +149,9 @@ fn check_param(name: &str, value: &str) -> Result<(), String> {
                     .all(|c| c.is_ascii_alphanumeric() || "._:/=,-@".contains(c) || c == ' ')
             {
                 Err("Use letters, digits and . _ : / = , - @ only (ids, names, comma-separated lists).".into())
+            } else if value.split(',').any(|v| v.trim().starts_with('-')) {
+                // The spawner would read it as one of its options.
+                Err("Start each value with a letter or digit, not '-'.".into())
             } else {
                 Ok(())
             }
@@ -340,16 +353,31 @@ pub async fn check(
             .filter(|l| !l.is_empty())
             .map(str::to_string)
             .collect();
-        if patterns.is_empty() {
-            patterns.push(if pool_kind == "community" {
-                ".*".to_string()
-            } else {
-                format!("@{team}/.*")
-            });
+        let routed = pool_kind == "dedicated" || budget_choice == "on_demand";
+        if patterns.is_empty() && pool_kind == "dedicated" {
+            patterns.push(format!("@{team}/.*"));
+        }
+        if patterns.is_empty() && routed {
+            errors.push(problem(
+                "scope",
+                "Name the builds this on-demand pool is for, e.g. .*/.*/.*/chromium for every chromium build.",
+            ));
         }
         for pattern in &patterns {
             if let Err(m) = crate::routing::check_pattern(pattern) {
                 errors.push(problem("scope", m));
+            } else if !routed {
+                // A preallocated community pool serves every build: no rule, no check.
+            } else if pool_kind == "dedicated" && crate::routing::owner_of(pattern).is_none() {
+                errors.push(problem(
+                    "scope",
+                    format!("{pattern} does not name whose projects it is for: start it with the owner, e.g. @{team}/.* (a pattern that matches anyone's builds would take them away from Copr's pools)."),
+                ));
+            } else if crate::routing::matches_everything(pattern) {
+                errors.push(problem(
+                    "scope",
+                    format!("{pattern} matches every build, which would then wait for this pool alone: name the projects or packages it is for."),
+                ));
             }
         }
         scope = patterns;
@@ -410,7 +438,42 @@ pub async fn check(
             Some(id) => team_credential(db, team_row.id, id).await?,
             None => None,
         };
-        arches = spec.arches.clone();
+        // A change is to this one pool: its architecture, its own cap.
+        let Some(arch) = pool
+            .name
+            .strip_prefix(&format!("{}-", original.name))
+            .filter(|a| ARCHES.contains(a))
+        else {
+            return Err(RequestError::Invalid(vec![problem(
+                "change",
+                "This pool's architecture cannot be told from its name: ask an admin to change it.",
+            )]));
+        };
+        arches = vec![arch.to_string()];
+        let now = current_choice(&pool);
+        if budget_choice != now && !budget_choice.is_empty() {
+            // The request's pools share one routing tag, which resalloc allows as an
+            // on-demand or a normal tag, not both: they switch together or not at all.
+            let siblings: Vec<String> = pools::Entity::find()
+                .filter(pools::Column::RequestId.eq(original.id))
+                .filter(pools::Column::Name.ne(pool.name.as_str()))
+                .filter(pools::Column::State.ne(PoolState::Retired.as_str()))
+                .all(db)
+                .await?
+                .into_iter()
+                .map(|p| p.name)
+                .collect();
+            if !siblings.is_empty() {
+                errors.push(problem(
+                    "budget",
+                    format!(
+                        "{} share this pool's routing tag (one request made them), so they switch between on demand and preallocated together: keep {} here, or request a new pool.",
+                        siblings.join(", "),
+                        if now == "on_demand" { "on demand" } else { "preallocated" }
+                    ),
+                ));
+            }
+        }
         params = spec.params.clone();
         scope = spec.scope.clone();
         typed_price = number(
@@ -830,12 +893,14 @@ pub async fn approve(
         )])
     })?;
 
+    let mut switched = false;
     let (name, made_by) = if request.purpose == "change" {
         // The pool is remade from the request that made it, with the new budget.
         let pool = pools::Entity::find_by_id(request.name.clone())
             .one(&txn)
             .await?
             .ok_or_else(|| RequestError::NotFound(format!("pool {}", request.name)))?;
+        switched = current_choice(&pool) != spec.budget.choice;
         let original = pool_requests::Entity::find_by_id(pool.request_id.unwrap_or(0))
             .one(&txn)
             .await?
@@ -869,6 +934,19 @@ pub async fn approve(
         name: &name,
     };
     let mut configs = pool_configs(&origin, &credential, &spec, &limits, config)?;
+    if request.purpose == "new" {
+        let names: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
+        if let Some(p) = pools::Entity::find()
+            .filter(pools::Column::Name.is_in(names))
+            .one(&txn)
+            .await?
+        {
+            return Err(RequestError::Conflict(format!(
+                "a pool named {} exists already: reject the request, or retire and remove that pool first",
+                p.name
+            )));
+        }
+    }
     if request.purpose == "change" {
         // Keep what the pool is now (its state, say) beyond the budget and limits.
         if let Some(current) = crate::pools::load_all(&txn)
@@ -890,15 +968,21 @@ pub async fn approve(
         .exec(&txn)
         .await?;
     let mut rules = Vec::new();
-    if request.purpose == "new"
+    let rules_origin = format!("request:{origin_id}");
+    if request.purpose == "change" && switched && pool_kind == "community" {
+        // A community pool's rule exists only while it runs on demand (a dedicated pool's
+        // team tag is routed either way).
+        crate::routing::remove_origin(&txn, &rules_origin).await?;
+    }
+    if (request.purpose == "new" || (switched && pool_kind == "community"))
         && let Some(tags) = rules_for(&pool_kind, &team, &name, &spec)
     {
         rules = crate::routing::append(
             &txn,
-            &format!("request:{id}"),
+            &rules_origin,
             &spec.scope,
             &tags,
-            Some(format!("request #{id} of {team}")),
+            Some(format!("request #{origin_id} of {team}")),
         )
         .await?;
     }
@@ -978,25 +1062,40 @@ pub async fn warnings(
             .await?
         {
             out.push(format!(
-                "A pool named {} exists already: approving fails until it is gone.",
+                "A pool named {} exists already: approval is refused until it is gone.",
                 p.name
             ));
         }
         if request.pool_kind == "dedicated" {
-            let tag = team_tag(team);
-            let on_demand = spec.budget.choice == "on_demand";
-            for p in pools::Entity::find().all(db).await? {
-                let (normal, od) = (
-                    p.tags.contains(&format!("\"{tag}\"")),
-                    p.tags_on_demand.contains(&format!("\"{tag}\"")),
-                );
-                if (on_demand && normal) || (!on_demand && od) {
-                    out.push(format!(
+            for pattern in &spec.scope {
+                match crate::routing::owner_of(pattern) {
+                    Some(owner) if owner != format!("@{team}") => out.push(format!(
+                        "The scope {pattern} reaches {owner}'s projects, outside the team's group projects (@{team}/…): check that {owner} agreed."
+                    )),
+                    _ => {}
+                }
+            }
+        }
+    }
+    if request.pool_kind == "dedicated" {
+        let tag = team_tag(team);
+        let on_demand = spec.budget.choice == "on_demand";
+        for p in pools::Entity::find()
+            .filter(pools::Column::Name.ne(request.name.as_str()))
+            .filter(pools::Column::State.ne(PoolState::Retired.as_str()))
+            .all(db)
+            .await?
+        {
+            let (normal, od) = (
+                p.tags.contains(&format!("\"{tag}\"")),
+                p.tags_on_demand.contains(&format!("\"{tag}\"")),
+            );
+            if (on_demand && normal) || (!on_demand && od) {
+                out.push(format!(
                         "Pool {} already uses {tag} {}: resalloc's rules forbid one tag being both an on-demand and a normal tag, so approval will fail; ask the team to use the same budget choice as that pool.",
                         p.name,
                         if normal { "as a normal tag" } else { "as an on-demand tag" }
                     ));
-                }
             }
         }
     }
@@ -1238,5 +1337,8 @@ mod tests {
         assert!(check_param("image_x86_64", "ami-1; rm -rf /").is_err());
         assert!(check_param("volume_size", "0").is_err());
         assert!(check_param("volume_size", "160").is_ok());
+        for option in ["--playbook=/other.yml", "subnet-a, --debug", "-x"] {
+            assert!(check_param("subnets", option).is_err(), "{option}");
+        }
     }
 }

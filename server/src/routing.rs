@@ -79,6 +79,15 @@ pub async fn append(
     Ok(ids)
 }
 
+/// Removes the rules `origin` added (a change request that ends a pool's need for them).
+pub async fn remove_origin(db: &impl ConnectionTrait, origin: &str) -> Result<u64, DbErr> {
+    Ok(routing_rules::Entity::delete_many()
+        .filter(routing_rules::Column::Origin.eq(origin))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
 /// Enables the rules of the request that made `pool` while one of the request's pools is
 /// active, disables them otherwise. Returns how many rules changed.
 pub async fn follow_pool(db: &impl ConnectionTrait, pool: &str) -> Result<u64, DbErr> {
@@ -141,6 +150,28 @@ fn literal_prefix(pattern: &str) -> String {
         .collect()
 }
 
+/// The owner every build a pattern matches belongs to (`@team` or a user), when the pattern
+/// names one literally: `@llvm/.*` → `@llvm`; `.*/clang` → none.
+pub fn owner_of(pattern: &str) -> Option<String> {
+    let pattern = pattern.strip_prefix('^').unwrap_or(pattern);
+    let prefix = literal_prefix(pattern);
+    prefix
+        .split_once('/')
+        .map(|(owner, _)| owner.to_string())
+        .filter(|o| !o.is_empty())
+}
+
+/// Whether a pattern matches any build at all, e.g. `.*` or `.*/.*`: routed to one pool,
+/// it would take every build away from every other pool.
+pub fn matches_everything(pattern: &str) -> bool {
+    [
+        "zz-anyone/zz-project/fedora-rawhide-x86_64/zz-package",
+        "@zz-group/zz-project/epel-9-aarch64/zz-other",
+    ]
+    .iter()
+    .all(|probe| matches(pattern, probe))
+}
+
 /// Whether two patterns may match a build in common: one's literal beginning matches the
 /// other (a heuristic: regular-expression overlap is undecidable in general, and this is for
 /// a warning, not a refusal).
@@ -168,6 +199,18 @@ mod tests {
                 .contains("not a pattern")
         );
         assert!(check_pattern("").is_err());
+    }
+
+    #[test]
+    fn owners_and_catch_all_patterns_are_told_apart() {
+        assert_eq!(owner_of("@llvm/.*").as_deref(), Some("@llvm"));
+        assert_eq!(owner_of("^frostyx/copr-.*").as_deref(), Some("frostyx"));
+        assert_eq!(owner_of(".*/clang"), None);
+        assert_eq!(owner_of("@ll.*/x"), None);
+        assert!(matches_everything(".*"));
+        assert!(matches_everything(".*/.*/.*"));
+        assert!(!matches_everything(".*/.*/.*/chromium"));
+        assert!(!matches_everything("@llvm/.*"));
     }
 
     #[test]

@@ -290,7 +290,7 @@ fn RequestFormBody(p: RequestFormPage) -> impl IntoView {
                     <textarea id="r-scope" name="scope" rows="3" spellcheck="false" aria-describedby="r-scope-help"
                         aria-invalid=error_of(&errors, "scope").is_some().then_some("true")>{scope_value}</textarea>
                     {error_of(&errors, "scope").map(|e| view! { <p class="field-error" id="r-scope-error">{e}</p> })}
-                    <p class="help" id="r-scope-help">"One pattern per line, matched against owner/project/chroot/package from the start, e.g. @team/.* for your group's projects, or @team/llvm/.*x86_64/clang."</p>
+                    <p class="help" id="r-scope-help">"One pattern per line, matched against owner/project/chroot/package from the start, e.g. @team/.* for your group's projects, or @team/llvm/.*x86_64/clang. A preallocated community pool serves every build and needs none."</p>
                 </fieldset>
             })}
             <fieldset class="panel form">
@@ -453,7 +453,7 @@ fn RequestBody(p: RequestPage) -> impl IntoView {
                         <input type="hidden" name="csrf_token" value=p.csrf_token.clone()/>
                         <h3>"Reject"</h3>
                         <label for="reject-reason">"Reason (the team reads it)"</label>
-                        <textarea id="reject-reason" name="reason" rows="3" required aria-invalid=reason_error.is_some().then_some("true")></textarea>
+                        <textarea id="reject-reason" name="reason" rows="3" required aria-invalid=reason_error.is_some().then_some("true")>{textarea_text(&limit("reason"))}</textarea>
                         {reason_error.map(|e| view! { <p class="field-error">{e}</p> })}
                         <button type="submit" class="button button-danger">"Reject"</button>
                     </form>

@@ -230,7 +230,7 @@ pub fn validate_all<'a>(all: impl IntoIterator<Item = &'a PoolConfig> + Clone) -
         .filter(|p| p.state != PoolState::Retired)
         .flat_map(|p| p.tags_on_demand.iter().map(|t| t.name.as_str()))
         .collect();
-    for p in all {
+    for p in all.into_iter().filter(|p| p.state != PoolState::Retired) {
         for t in &p.tags {
             if on_demand.contains(t.name.as_str()) {
                 errors.push(err(

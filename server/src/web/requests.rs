@@ -55,7 +55,7 @@ fn db_error(e: sea_orm::DbErr) -> AppError {
 /// The form's starting values: the defaults of a new request, or a pool's budget to change.
 fn defaults(
     team: &str,
-    change: Option<&requests::RequestSpec>,
+    change: Option<(&requests::RequestSpec, &pools::Model)>,
     params: &[app::api::credentials::FieldSpec],
 ) -> FormValues {
     let mut v: FormValues = params
@@ -76,14 +76,21 @@ fn defaults(
             set(&mut v, "arch_x86_64", "on".into());
             set(&mut v, "scope", format!("@{team}/.*"));
         }
-        Some(spec) => {
-            let b = &spec.budget;
-            set(&mut v, "budget", b.choice.clone());
-            set(&mut v, "max", b.max.to_string());
-            set(&mut v, "prealloc", b.prealloc.max(1).to_string());
-            set(&mut v, "build_hours", b.build_hours.to_string());
-            set(&mut v, "price_per_hour", b.price_per_hour.to_string());
-            if let Some(cap) = b.monthly_cap {
+        Some((spec, pool)) => {
+            // What the pool runs with now (an admin may have changed it since the request);
+            // the request's expected hours, spread over its pools like its cap was.
+            let share = spec.arches.len().max(1) as f64;
+            set(&mut v, "budget", requests::current_choice(pool).into());
+            set(&mut v, "max", pool.max.to_string());
+            set(&mut v, "prealloc", pool.max_prealloc.max(1).to_string());
+            set(
+                &mut v,
+                "build_hours",
+                (spec.budget.build_hours / share).round().to_string(),
+            );
+            let price = pool.price_per_hour.unwrap_or(spec.budget.price_per_hour);
+            set(&mut v, "price_per_hour", price.to_string());
+            if let Some(cap) = pool.monthly_cap {
                 set(&mut v, "monthly_cap", cap.to_string());
             }
         }
@@ -147,7 +154,9 @@ impl RequestsBackend for ServerRequests {
                 ))
             })?;
             chosen_id = original.credential_id;
-            change_spec = serde_json::from_str::<requests::RequestSpec>(&original.spec).ok();
+            change_spec = serde_json::from_str::<requests::RequestSpec>(&original.spec)
+                .ok()
+                .map(|spec| (spec, p));
         }
         let chosen = chosen_id.and_then(|id| choices.iter().find(|c| c.id == id).cloned());
         let kind = chosen.as_ref().map_or("", |c| c.kind.as_str());
@@ -169,7 +178,7 @@ impl RequestsBackend for ServerRequests {
         let (values, errors) = match flash {
             Some(f) => (f.state.values, f.state.errors),
             None => {
-                let mut v = defaults(&team, change_spec.as_ref(), &params);
+                let mut v = defaults(&team, change_spec.as_ref().map(|(s, p)| (s, p)), &params);
                 if let Some(c) = &chosen {
                     v.insert("credential".into(), c.id.to_string());
                 }
@@ -304,11 +313,13 @@ async fn submit(
         if form
             .get("price_per_hour")
             .is_none_or(|p| p.trim().is_empty())
+            && let Ok(Some(team_row)) = crate::accounts::team(&state.db, &team).await
             && let Ok(Some(c)) = credentials::Entity::find_by_id(
                 form.get("credential")
                     .and_then(|c| c.parse::<i32>().ok())
                     .unwrap_or(0),
             )
+            .filter(credentials::Column::TeamId.eq(team_row.id))
             .one(&state.db)
             .await
             && let Some(price) = list_price(
@@ -563,21 +574,20 @@ async fn set_pool_state(
     Path(pool): Path<String>,
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
-    let back = form
-        .get("back")
-        .filter(|b| b.starts_with('/') && !b.starts_with("//"))
-        .cloned()
-        .unwrap_or_else(|| "/".into());
-    let owner = match pools::Entity::find_by_id(pool.clone()).one(&state.db).await {
-        Ok(Some(p)) => match p.owner_team_id {
-            Some(t) => crate::entities::teams::Entity::find_by_id(t)
-                .one(&state.db)
-                .await
-                .ok()
-                .flatten()
-                .map(|t| t.name),
-            None => None,
-        },
+    let back = crate::auth::safe_next(form.get("back").map(String::as_str));
+    let (owner, current) = match pools::Entity::find_by_id(pool.clone()).one(&state.db).await {
+        Ok(Some(p)) => (
+            match p.owner_team_id {
+                Some(t) => crate::entities::teams::Entity::find_by_id(t)
+                    .one(&state.db)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|t| t.name),
+                None => None,
+            },
+            PoolState::parse(&p.state),
+        ),
         Ok(None) => {
             return respond(
                 &session,
@@ -606,8 +616,11 @@ async fn set_pool_state(
         &headers,
         form.get("csrf_token").map(String::as_str),
         &back,
-        |u| match wanted {
-            Some(PoolState::Active | PoolState::Paused)
+        // Members pause an active pool and resume a paused one; a pool an admin drained
+        // or retired stays so until an admin says otherwise.
+        |u| match (current, wanted) {
+            (Some(PoolState::Active), Some(PoolState::Paused))
+            | (Some(PoolState::Paused), Some(PoolState::Active))
                 if owner.as_deref().is_some_and(|t| u.is_member(t)) =>
             {
                 Ok(())

@@ -68,6 +68,26 @@ fn request_form(
     form
 }
 
+/// How many requests are stored.
+async fn requests_stored(t: &crate::support::TestDb) -> usize {
+    pool_requests::Entity::find()
+        .all(&t.db)
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Posts a new state for pool alpha-x86_64.
+async fn set_state(
+    b: &mut Browser<'_>,
+    token: &str,
+    state: &str,
+    back: &str,
+) -> (http::StatusCode, http::HeaderMap, String) {
+    let form = [("csrf_token", token), ("state", state), ("back", back)];
+    b.post_form("/pools/alpha-x86_64/state", &form).await
+}
+
 /// Posts the request form; returns where it went.
 pub async fn post_request(b: &mut Browser<'_>, form: &[(&str, String)]) -> String {
     let token = b
@@ -150,14 +170,7 @@ async fn a_member_requests_a_pool_and_an_admin_approves_it_once() {
         let (_, _, html) = alice.get(&back).await;
         assert!(html.contains(r#"data-testid="preview""#));
         assert!(html.contains("$730.00"), "2 × 730 h × $0.50: {html}");
-        assert_eq!(
-            pool_requests::Entity::find()
-                .all(&t.db)
-                .await
-                .unwrap()
-                .len(),
-            0
-        );
+        assert_eq!(requests_stored(&t).await, 0);
 
         let to = post_request(&mut alice, &request_form("alpha", &[])).await;
         assert_eq!(to, "/requests/1");
@@ -184,6 +197,21 @@ async fn a_member_requests_a_pool_and_an_admin_approves_it_once() {
                 .await;
             assert_eq!(status, 403, "{what}");
         }
+        // Nor can it build on team-a's credential, by its team's form or by team-a's.
+        let mut stolen: Vec<(&str, String)> = request_form("stolen", &[]);
+        stolen.push(("csrf_token", token.clone()));
+        let fields: Vec<(&str, &str)> = stolen.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, _, _) = bob.post_form("/teams/team-a/requests", &fields).await;
+        assert_eq!(status, 403, "another team's form");
+        let (status, h, _) = bob.post_form("/teams/team-b/requests", &fields).await;
+        assert_eq!(status, 303);
+        let (_, _, html) = bob.get(h["location"].to_str().unwrap()).await;
+        assert!(html.contains("Choose one of your team"), "{html}");
+        assert_eq!(
+            requests_stored(&t).await,
+            1,
+            "no request on team-a's credential"
+        );
 
         // The admin approves with adjusted limits; a second approval (another tab) fails.
         let mut carol = Browser::new(&app);
@@ -238,12 +266,7 @@ async fn a_member_requests_a_pool_and_an_admin_approves_it_once() {
         let (_, _, html) = alice.get("/teams/team-a").await;
         assert!(html.contains("alpha-x86_64") && html.contains(r#"data-testid="request-table""#));
         let token = alice.form_token("/teams/team-a").await;
-        let pause = [
-            ("csrf_token", token.as_str()),
-            ("state", "paused"),
-            ("back", "/teams/team-a"),
-        ];
-        let (status, h, _) = alice.post_form("/pools/alpha-x86_64/state", &pause).await;
+        let (status, h, _) = set_state(&mut alice, &token, "paused", "/teams/team-a").await;
         assert_eq!(
             (status.as_u16(), h["location"].to_str().unwrap()),
             (303, "/teams/team-a")
@@ -254,39 +277,12 @@ async fn a_member_requests_a_pool_and_an_admin_approves_it_once() {
             !routing_rules::Entity::find().all(&t.db).await.unwrap()[0].enabled,
             "the rule follows the pool"
         );
-        let (status, _, _) = alice
-            .post_form(
-                "/pools/alpha-x86_64/state",
-                &[
-                    ("csrf_token", token.as_str()),
-                    ("state", "draining"),
-                    ("back", "/teams/team-a"),
-                ],
-            )
-            .await;
+        let (status, _, _) = set_state(&mut alice, &token, "draining", "/teams/team-a").await;
         assert_eq!(status, 403);
         let bob_token = bob.form_token("/teams/team-b/credentials/new").await;
-        let (status, _, _) = bob
-            .post_form(
-                "/pools/alpha-x86_64/state",
-                &[
-                    ("csrf_token", bob_token.as_str()),
-                    ("state", "active"),
-                    ("back", "/"),
-                ],
-            )
-            .await;
+        let (status, _, _) = set_state(&mut bob, &bob_token, "active", "/").await;
         assert_eq!(status, 403, "another team cannot resume it");
-        alice
-            .post_form(
-                "/pools/alpha-x86_64/state",
-                &[
-                    ("csrf_token", token.as_str()),
-                    ("state", "active"),
-                    ("back", "/teams/team-a"),
-                ],
-            )
-            .await;
+        set_state(&mut alice, &token, "active", "/teams/team-a").await;
         assert!(routing_rules::Entity::find().all(&t.db).await.unwrap()[0].enabled);
 
         // A change, approved like a request, remakes the pool with the new budget.
@@ -324,6 +320,20 @@ async fn a_member_requests_a_pool_and_an_admin_approves_it_once() {
             vec![Tag::new("team_team-a", 0)],
             "on demand now"
         );
+
+        // A pool an admin drained stays drained: members neither resume nor pause it.
+        let admin_token = carol.form_token("/admin").await;
+        let (status, h, _) =
+            set_state(&mut carol, &admin_token, "draining", "/\\evil.example").await;
+        assert_eq!(
+            (status.as_u16(), h["location"].to_str().unwrap()),
+            (303, "/"),
+            "a `back` that leaves the site is not followed"
+        );
+        for wanted in ["active", "paused"] {
+            let (status, _, _) = set_state(&mut alice, &token, wanted, "/teams/team-a").await;
+            assert_eq!(status, 403, "a member cannot make a drained pool {wanted}");
+        }
 
         // Every step is audited.
         let (_, _, html) = carol.get("/admin").await;
@@ -678,6 +688,203 @@ async fn a_pool_at_its_monthly_cap_starts_nothing_and_the_status_page_says_why()
         let (_, html) = app.get("/").await;
         assert!(!html.contains("monthly cap reached"), "{html}");
         stop.cancel();
+    })
+    .await;
+}
+
+/// Posts a change request for `pool` with `fields`; returns where it went.
+async fn post_change(b: &mut Browser<'_>, pool: &str, fields: &[(&str, &str)]) -> String {
+    let token = b
+        .form_token(&format!("/teams/team-a/requests/new?change={pool}"))
+        .await;
+    let mut pairs = vec![
+        ("csrf_token", token.as_str()),
+        ("change", pool),
+        ("credential", "1"),
+        ("price_per_hour", "0.5"),
+        ("justification", "The builds changed their pace."),
+        ("action", "submit"),
+    ];
+    pairs.extend_from_slice(fields);
+    let (status, headers, body) = b.post_form("/teams/team-a/requests", &pairs).await;
+    assert_eq!(status, 303, "{body}");
+    headers["location"].to_str().unwrap().to_string()
+}
+
+/// The rules in the database, as (pattern, tags).
+async fn rules(t: &crate::support::TestDb) -> Vec<(String, String)> {
+    routing_rules::Entity::find()
+        .all(&t.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.pattern, r.tags))
+        .collect()
+}
+
+/// Routing stays consistent: scopes that would take every build from Copr's pools are
+/// refused, a name taken meanwhile stops an approval, a change is to one pool (its own cap),
+/// and switching a community pool between on demand and preallocated rewrites its rule,
+/// while pools that share a tag switch together or not at all.
+#[tokio::test]
+async fn scopes_names_and_budget_changes_keep_routing_consistent() {
+    each_db(|t| async move {
+        let app = TestApp::with_config(&t, config()).await;
+        let mut alice = Browser::new(&app);
+        alice.dev_sign_in("alice", &["team-a"]).await;
+        local_credential(&mut alice).await;
+        let mut carol = Browser::new(&app);
+        carol.dev_sign_in("carol", &["copr-admins"]).await;
+
+        for (kind, budget, scope, says) in [
+            (
+                "dedicated",
+                "preallocated",
+                ".*",
+                "does not name whose projects",
+            ),
+            ("community", "on_demand", ".*/.*", "matches every build"),
+            (
+                "community",
+                "on_demand",
+                "",
+                "Name the builds this on-demand pool is for",
+            ),
+        ] {
+            let back = post_request(
+                &mut alice,
+                &request_form(
+                    "wide",
+                    &[("pool_kind", kind), ("budget", budget), ("scope", scope)],
+                ),
+            )
+            .await;
+            assert!(back.starts_with("/teams/team-a/requests/new"), "{back}");
+            let (_, _, html) = alice.get(&back).await;
+            assert!(html.contains(says), "{kind} {scope:?}: {html}");
+        }
+        assert!(
+            pool_requests::Entity::find()
+                .all(&t.db)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // A community pool on demand for chromium builds, then preallocated, then on
+        // demand again: its rule goes and comes back.
+        let chromium = request_form(
+            "chromium",
+            &[
+                ("pool_kind", "community"),
+                ("budget", "on_demand"),
+                ("scope", ".*/.*/.*/chromium"),
+            ],
+        );
+        assert_eq!(post_request(&mut alice, &chromium).await, "/requests/1");
+        assert_eq!(act(&mut carol, 1, "approve", &[]).await.0, 303);
+        assert_eq!(
+            rules(&t).await,
+            vec![(
+                ".*/.*/.*/chromium".into(),
+                r#"["on_demand_chromium"]"#.into()
+            )]
+        );
+        let to = post_change(
+            &mut alice,
+            "chromium-x86_64",
+            &[("budget", "preallocated"), ("prealloc", "1"), ("max", "2")],
+        )
+        .await;
+        assert_eq!(to, "/requests/2");
+        assert_eq!(act(&mut carol, 2, "approve", &[]).await.0, 303);
+        assert!(
+            rules(&t).await.is_empty(),
+            "a preallocated community pool serves everyone"
+        );
+        let (pools, _) = copr_pools::pools::load_all(&t.db).await.unwrap();
+        assert!(pools[0].tags_on_demand.is_empty() && pools[0].max_prealloc == 1);
+        let to = post_change(
+            &mut alice,
+            "chromium-x86_64",
+            &[("budget", "on_demand"), ("max", "2")],
+        )
+        .await;
+        assert_eq!(act(&mut carol, 3, "approve", &[]).await.0, 303, "{to}");
+        assert_eq!(
+            rules(&t).await.len(),
+            1,
+            "on demand again: its rule is back"
+        );
+
+        // Two pools made by one request share the team tag: one cannot switch alone. A
+        // change starts from the pool's own cap (half of the request's).
+        let duo = request_form("duo", &[("arch_aarch64", "on")]);
+        assert_eq!(post_request(&mut alice, &duo).await, "/requests/4");
+        assert_eq!(act(&mut carol, 4, "approve", &[]).await.0, 303);
+        let (_, _, html) = alice
+            .get("/teams/team-a/requests/new?change=duo-x86_64")
+            .await;
+        assert!(
+            html.contains(r#"value="500""#),
+            "the pool's own cap: {html}"
+        );
+        let back = post_change(
+            &mut alice,
+            "duo-x86_64",
+            &[("budget", "on_demand"), ("max", "2")],
+        )
+        .await;
+        let (_, _, html) = alice.get(&back).await;
+        assert!(
+            html.contains("duo-aarch64 share this pool"),
+            "siblings switch together: {html}"
+        );
+        let to = post_change(
+            &mut alice,
+            "duo-x86_64",
+            &[("budget", "preallocated"), ("prealloc", "1"), ("max", "3")],
+        )
+        .await;
+        let (_, _, html) = carol.get(&to).await;
+        assert!(
+            html.contains("$365.00 a month"),
+            "one pool's estimate (1 ready × 730 h × $0.50), not two: {html}"
+        );
+
+        // A pool named like the request appeared meanwhile: approval is refused.
+        let solo = request_form("solo", &[]);
+        let to = post_request(&mut alice, &solo).await;
+        let id: i32 = to.trim_start_matches("/requests/").parse().unwrap();
+        copr_pools::pools::save(
+            &t.db,
+            &[crate::xmlrpc::local_pool("solo-x86_64", "10.0.0.1")],
+            &copr_pools::audit::Actor::System,
+        )
+        .await
+        .unwrap();
+        let (_, _, html) = carol.get(&to).await;
+        assert!(
+            html.contains("approval is refused until it is gone"),
+            "{html}"
+        );
+        let (status, body) = act(&mut carol, id, "approve", &[]).await;
+        assert_eq!(status, 409, "{body}");
+        assert!(
+            body.contains("a pool named solo-x86_64 exists already"),
+            "{body}"
+        );
+        let solo_pool = copr_pools::pools::load_all(&t.db)
+            .await
+            .unwrap()
+            .0
+            .into_iter()
+            .find(|p| p.name == "solo-x86_64")
+            .unwrap();
+        assert_eq!(
+            solo_pool.owner_team_id, None,
+            "the existing pool is untouched"
+        );
     })
     .await;
 }
