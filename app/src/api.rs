@@ -4,6 +4,7 @@
 
 pub mod credentials;
 pub mod requests;
+pub mod routing;
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -26,6 +26,7 @@ use crate::pages::admin::AdminPage;
 use crate::pages::auth::{DevSignInPage, SignInFailedPage};
 use crate::pages::credentials::{AddCredentialPage, CredentialDetailPage};
 use crate::pages::requests::{NewRequestPage, PriceListPage, RequestDetailPage, RequestQueuePage};
+use crate::pages::routing::{RoutingAdminPage, TokensAdminPage};
 use crate::pages::teams::{TeamPage, TeamsPage};
 use crate::pages::{not_found::NotFound, status::StatusPage};
 
@@ -75,6 +76,8 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("admin") view=AdminPage ssr=SsrMode::Async/>
                     <Route path=(StaticSegment("admin"), StaticSegment("requests")) view=RequestQueuePage ssr=SsrMode::Async/>
                     <Route path=(StaticSegment("admin"), StaticSegment("prices")) view=PriceListPage ssr=SsrMode::Async/>
+                    <Route path=(StaticSegment("admin"), StaticSegment("routing")) view=RoutingAdminPage ssr=SsrMode::Async/>
+                    <Route path=(StaticSegment("admin"), StaticSegment("tokens")) view=TokensAdminPage ssr=SsrMode::Async/>
                     <Route path=(StaticSegment("teams"), ParamSegment("name"), StaticSegment("requests"), StaticSegment("new")) view=NewRequestPage ssr=SsrMode::Async/>
                     <Route path=(StaticSegment("requests"), ParamSegment("id")) view=RequestDetailPage ssr=SsrMode::Async/>
                     <Route path=(StaticSegment("auth"), StaticSegment("dev")) view=DevSignInPage ssr=SsrMode::Async/>

@@ -2,6 +2,7 @@
 // forms with errors by field that keep what was typed but the secrets, then a search of the
 // database file, the server's log and every page for the secrets.
 import { readFileSync, readdirSync } from 'node:fs';
+import { signIn } from '../dev-browser';
 import { test, expect, type Page } from '@playwright/test';
 import AxeBuilder from '@axe-core/playwright';
 import { APP_LOG, STATE } from '../playwright.config';
@@ -84,13 +85,6 @@ function field(page: Page, label: string) {
   return page.getByLabel(new RegExp(`^${escaped}( secret)?$`));
 }
 
-async function signIn(page: Page, user: string, groups: string) {
-  await page.goto('/auth/dev');
-  await page.getByLabel('Username').fill(user);
-  await page.getByLabel('Groups').fill(groups);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByTestId('signed-in-as')).toContainText(user);
-}
 
 async function expectAccessible(page: Page) {
   const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa']).analyze();

@@ -4,7 +4,8 @@
 // status page, and a build with the team's tag gets one of them over XML-RPC; a build
 // without it does not.
 import { request as httpRequest } from 'node:http';
-import { test, expect, type Browser, type Page } from '@playwright/test';
+import { test, expect } from '@playwright/test';
+import { newPage, signIn } from '../dev-browser';
 import { FLOW, FLOW_XMLRPC_PORT } from '../playwright.config';
 
 test.use({ baseURL: FLOW });
@@ -31,24 +32,13 @@ const tags = (list: string[]) =>
   `<param><value><array><data>${list.map((t) => `<value><string>${t}</string></value>`).join('')}</data></array></value></param>`;
 const id = (xml: string) => Number(/<(?:int|i4)>(\d+)<\/(?:int|i4)>/.exec(xml)?.[1]);
 
-async function signIn(page: Page, user: string, groups: string) {
-  await page.goto('/auth/dev');
-  await page.getByLabel('Username').fill(user);
-  await page.getByLabel('Groups').fill(groups);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByTestId('signed-in-as')).toContainText(user);
-}
 
-async function newPage(browser: Browser, javaScriptEnabled: boolean) {
-  const context = await browser.newContext({ javaScriptEnabled, baseURL: FLOW });
-  return context.newPage();
-}
 
 for (const javaScriptEnabled of [false, true]) {
   const team = javaScriptEnabled ? 'pool-hydrated' : 'pool-plain';
   const name = javaScriptEnabled ? 'e2e-hydrated' : 'e2e-plain';
   test(`a member requests a dedicated pool, an admin approves it, builds get it (${javaScriptEnabled ? 'hydrated' : 'without JavaScript'})`, async ({ browser }) => {
-    const member = await newPage(browser, javaScriptEnabled);
+    const member = await newPage(browser, javaScriptEnabled, FLOW);
     await signIn(member, 'dana', team);
     await member.goto(`/teams/${team}`);
     await expect(member.getByTestId('team-no-pools')).toBeVisible();
@@ -93,7 +83,7 @@ for (const javaScriptEnabled of [false, true]) {
     const requestUrl = member.url();
 
     // The admin, in another browser, approves it from the queue.
-    const admin = await newPage(browser, javaScriptEnabled);
+    const admin = await newPage(browser, javaScriptEnabled, FLOW);
     await signIn(admin, 'carol', 'copr-admins');
     await admin.goto('/admin');
     await admin.getByTestId('queue-link').click();

@@ -11,6 +11,7 @@ mod m20261128_000001_identity_and_audit;
 mod m20261128_000002_engine;
 mod m20261128_000003_credentials;
 mod m20261128_000004_requests_and_usage;
+mod m20261128_000005_routing_service;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_engine::Migration),
             Box::new(m20261128_000003_credentials::Migration),
             Box::new(m20261128_000004_requests_and_usage::Migration),
+            Box::new(m20261128_000005_routing_service::Migration),
         ]
     }
 }

@@ -71,6 +71,40 @@ pub enum KeyCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum RoutingCommand {
+    /// Print the enabled rules as Copr reads them (standard output).
+    Export {
+        /// `json` (what GET /api/v1/routing serves) or `python` (EXTRA_BUILDCHROOT_TAGS for
+        /// Copr's copr.conf).
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
+    /// Append rules from a JSON list or from Copr's copr.conf (the EXTRA_BUILDCHROOT_TAGS
+    /// assignment, read as data), skipping rules already present (`-` reads standard input).
+    Import {
+        file: PathBuf,
+        /// Check the file and show what would be added, without saving.
+        #[arg(long)]
+        dry_run: bool,
+        /// Import even when there are warnings (broad patterns, too many tags for one build).
+        #[arg(long)]
+        accept_warnings: bool,
+    },
+    /// List every rule, disabled ones too.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create an API token for the routing API and print it (once: it is not stored).
+    Create { name: String },
+    /// List the tokens: name, last four characters, who made them, last use.
+    List,
+    /// Revoke a token by name.
+    Revoke { name: String },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum TicketCommand {
     /// List tickets that are not CLOSED.
     List {
@@ -140,20 +174,24 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A file's text, or standard input's for `-`.
+fn read_input(file: &std::path::Path) -> anyhow::Result<String> {
+    if file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading standard input")?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+    }
+}
+
 pub async fn pools(config: &Config, command: PoolsCommand) -> anyhow::Result<()> {
     let db = connect(config).await?;
     match command {
         PoolsCommand::Import { file, dry_run } => {
-            let text = if file.as_os_str() == "-" {
-                let mut s = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut s)
-                    .context("reading standard input")?;
-                s
-            } else {
-                std::fs::read_to_string(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?
-            };
+            let text = read_input(&file)?;
             let mut imported = match parse_pools_yaml(&text) {
                 Ok(i) => i,
                 Err(errors) => {
@@ -377,6 +415,125 @@ pub async fn key(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
                     report.unreadable.len()
                 );
             }
+            Ok(())
+        }
+    }
+}
+
+pub async fn routing(config: &Config, command: RoutingCommand) -> anyhow::Result<()> {
+    let db = connect(config).await?;
+    match command {
+        RoutingCommand::Export { format } => {
+            let snapshot = crate::routing::served::load(&db).await?;
+            let out = match format.as_str() {
+                "json" => {
+                    let v: serde_json::Value = serde_json::from_slice(&snapshot.json)?;
+                    let mut text = serde_json::to_string_pretty(&v)?;
+                    text.push('\n');
+                    text
+                }
+                "python" => String::from_utf8_lossy(&snapshot.python).into_owned(),
+                other => bail!("--format {other}: use json or python"),
+            };
+            std::io::stdout().write_all(out.as_bytes())?;
+            Ok(())
+        }
+        RoutingCommand::Import {
+            file,
+            dry_run,
+            accept_warnings,
+        } => {
+            let text = read_input(&file)?;
+            let rules = crate::routing::formats::parse_rules(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let actor = Actor::from_cli_env();
+            match crate::routing::import(&db, &actor, rules, accept_warnings, dry_run).await {
+                Ok(report) => {
+                    for w in &report.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    let verb = if dry_run { "would add" } else { "added" };
+                    for r in &report.added {
+                        println!("{verb}: {} -> {}", r.pattern, r.tags.join(", "));
+                    }
+                    println!(
+                        "{} rule(s) {verb}, {} already present",
+                        report.added.len(),
+                        report.present
+                    );
+                    Ok(())
+                }
+                Err(crate::routing::RoutingError::Invalid(errors)) => {
+                    for e in &errors {
+                        eprintln!("error: {}: {}", e.field, e.message);
+                    }
+                    bail!("{} error(s); nothing was imported", errors.len())
+                }
+                Err(crate::routing::RoutingError::Warnings(warnings)) => {
+                    for w in &warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    bail!(
+                        "{} warning(s); nothing was imported. Run again with --accept-warnings to import anyway",
+                        warnings.len()
+                    )
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        RoutingCommand::List => {
+            let (version, changed) = crate::routing::version(&db).await?;
+            println!(
+                "routing version {version}, changed {}",
+                changed.to_rfc3339()
+            );
+            for r in crate::routing::list(&db).await? {
+                println!(
+                    "{:>3} {:8} {} -> {}  ({}{})",
+                    r.position,
+                    if r.enabled { "enabled" } else { "disabled" },
+                    r.pattern,
+                    r.tags.join(", "),
+                    r.origin,
+                    r.note.map(|n| format!("; {n}")).unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()> {
+    let db = connect(config).await?;
+    let actor = Actor::from_cli_env();
+    match command {
+        TokenCommand::Create { name } => {
+            let token = crate::tokens::create(&db, &actor, &name).await?;
+            eprintln!("API token {name} (shown once; copr-pools keeps only its hash):");
+            println!("{token}");
+            Ok(())
+        }
+        TokenCommand::List => {
+            for t in crate::tokens::list(&db).await? {
+                println!(
+                    "{:24} …{}  created by {} {}  last used {}{}",
+                    t.name,
+                    t.hint,
+                    t.created_by,
+                    t.created_at.format("%Y-%m-%d"),
+                    t.last_used_at
+                        .map(|u| u.format("%Y-%m-%d %H:%M").to_string())
+                        .unwrap_or_else(|| "never".into()),
+                    t.revoked_at
+                        .map(|r| format!("  REVOKED {}", r.format("%Y-%m-%d")))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { name } => {
+            crate::tokens::revoke(&db, &actor, &name).await?;
+            println!("revoked {name}");
             Ok(())
         }
     }

@@ -101,6 +101,7 @@ struct RawConfig {
     data_dir: PathBuf,
     team_max_machines: u32,
     community_priority: i64,
+    routing_refresh_ms: u64,
     spawners_dir: PathBuf,
     spawner_templates: BTreeMap<String, TemplateOverride>,
     #[serde(deserialize_with = "one_or_many")]
@@ -148,6 +149,7 @@ impl Default for RawConfig {
             session_max_age_secs: 7 * 24 * 3600,
             data_dir: "data".into(),
             team_max_machines: 20,
+            routing_refresh_ms: 1000,
             community_priority: -10,
             spawners_dir: "spawners".into(),
             spawner_templates: BTreeMap::new(),
@@ -230,6 +232,9 @@ pub struct Config {
     /// The priority of a community pool's tags, unless the admin chooses another (below
     /// Copr's own pools, like its on-demand pools at -10).
     pub community_priority: i64,
+    /// How long the routing API serves the rules it has before checking the stored version
+    /// again (changes made by this process are served at once).
+    pub routing_refresh_ms: u64,
     /// Where the demo spawner scripts are (`{spawners}` in templates).
     pub spawners_dir: PathBuf,
     /// The admins' spawner templates, by credential kind, over the built-in ones.
@@ -425,6 +430,7 @@ impl Config {
             secret_keys,
             demo_spawners: raw.demo_spawners,
             team_max_machines: raw.team_max_machines,
+            routing_refresh_ms: raw.routing_refresh_ms,
             community_priority: raw.community_priority,
             spawners_dir: raw.spawners_dir,
             spawner_templates: raw.spawner_templates,

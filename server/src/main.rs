@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use copr_pools::cli::{self, KeyCommand, PoolsCommand, ResourceCommand, TicketCommand};
+use copr_pools::cli::{
+    self, KeyCommand, PoolsCommand, ResourceCommand, RoutingCommand, TicketCommand, TokenCommand,
+};
 use copr_pools::config::{CONFIG_PATH_ENV, Config};
 
 /// Self-service builder pools for Fedora Copr, with a resalloc-compatible allocation engine.
@@ -39,6 +41,12 @@ enum Command {
     /// Keys that encrypt stored credentials: generate one, rotate to the first configured.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Routing rules (the tags Copr adds to builds): export for Copr, import Copr's.
+    #[command(subcommand)]
+    Routing(RoutingCommand),
+    /// API tokens for the routing API.
+    #[command(subcommand)]
+    Token(TokenCommand),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +77,8 @@ fn main() -> ExitCode {
             Command::Ticket(c) => cli::ticket(&config, c).await,
             Command::Bench(a) => copr_pools::bench::run(&config, a).await,
             Command::Key(c) => cli::key(&config, c).await,
+            Command::Routing(c) => cli::routing(&config, c).await,
+            Command::Token(c) => cli::token(&config, c).await,
         }
     });
     match result {

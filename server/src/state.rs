@@ -13,6 +13,8 @@ use crate::auth::oidc::Provider;
 use crate::config::Config;
 use crate::credentials::Vault;
 use crate::engine::Engine;
+use crate::metrics::Metrics;
+use crate::routing::served::RoutingCache;
 
 /// What every handler and server function can reach.
 #[derive(Clone, FromRef)]
@@ -25,6 +27,11 @@ pub struct AppState {
     pub oidc: Option<Arc<Provider>>,
     /// Teams' cloud credentials.
     pub vault: Vault,
+    /// The routing rules as Copr polls them.
+    pub routing: Arc<RoutingCache>,
+    /// API tokens verified lately.
+    pub tokens: Arc<crate::tokens::TokenMemory>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -36,6 +43,11 @@ impl AppState {
     ) -> AppState {
         AppState {
             vault,
+            routing: Arc::new(RoutingCache::new(std::time::Duration::from_millis(
+                config.routing_refresh_ms,
+            ))),
+            tokens: Arc::default(),
+            metrics: Arc::new(Metrics::new()),
             leptos_options: leptos_options(&config),
             oidc: config.oidc.clone().map(|c| Arc::new(Provider::new(c))),
             db,

@@ -85,6 +85,10 @@ fn Overview(o: AdminOverview) -> impl IntoView {
             </a>
             " "
             <a class="button button-secondary" href="/admin/prices">"Price list"</a>
+            " "
+            <a class="button button-secondary" href="/admin/routing">"Routing rules"</a>
+            " "
+            <a class="button button-secondary" href="/admin/tokens">"API tokens"</a>
         </nav>
         <section class="section" aria-labelledby="pools-title">
             <h2 id="pools-title">"Pools"</h2>

@@ -5,5 +5,6 @@ pub mod auth;
 pub mod credentials;
 pub mod not_found;
 pub mod requests;
+pub mod routing;
 pub mod status;
 pub mod teams;

@@ -14,15 +14,16 @@ use crate::api::requests::*;
 use crate::components::notice::ErrorNotice;
 use crate::error::FieldError;
 use crate::format::textarea_text;
+use crate::pages::routing::BuildPreview;
 
-fn error_of(errors: &[FieldError], field: &str) -> Option<String> {
+pub(crate) fn error_of(errors: &[FieldError], field: &str) -> Option<String> {
     errors
         .iter()
         .find(|e| e.field == field)
         .map(|e| e.message.clone())
 }
 
-fn when(t: &str) -> String {
+pub(crate) fn when(t: &str) -> String {
     match (t.get(..10), t.get(11..16)) {
         (Some(d), Some(h)) => format!("{d} {h} UTC"),
         _ => t.to_string(),
@@ -31,7 +32,7 @@ fn when(t: &str) -> String {
 
 /// How many fields need fixing, above a form.
 #[component]
-fn Problems(errors: Vec<FieldError>) -> impl IntoView {
+pub(crate) fn Problems(errors: Vec<FieldError>) -> impl IntoView {
     (!errors.is_empty()).then(|| {
         let n = errors.len();
         view! {
@@ -221,6 +222,24 @@ fn RequestFormBody(p: RequestFormPage) -> impl IntoView {
     let justification = textarea_text(
         &values.with_untracked(|v| v.get("justification").cloned().unwrap_or_default()),
     );
+    let builds_value =
+        textarea_text(&values.with_untracked(|v| v.get("builds").cloned().unwrap_or_default()));
+    let preview_ask = {
+        let team = p.team.clone();
+        Signal::derive(move || {
+            values.with(|v| {
+                let get = |k: &str| v.get(k).cloned().unwrap_or_default();
+                crate::api::routing::PreviewAsk {
+                    team: team.clone(),
+                    builds: get("builds"),
+                    scope: get("scope"),
+                    pool_kind: get("pool_kind"),
+                    budget: get("budget"),
+                    name: get("name"),
+                }
+            })
+        })
+    };
     view! {
         {head}
         <p class="muted">{format!("On credential {} ({}{}). ", credential.name, crate::api::credentials::kind_label(&credential.kind),
@@ -291,6 +310,10 @@ fn RequestFormBody(p: RequestFormPage) -> impl IntoView {
                         aria-invalid=error_of(&errors, "scope").is_some().then_some("true")>{scope_value}</textarea>
                     {error_of(&errors, "scope").map(|e| view! { <p class="field-error" id="r-scope-error">{e}</p> })}
                     <p class="help" id="r-scope-help">"One pattern per line, matched against owner/project/chroot/package from the start, e.g. @team/.* for your group's projects, or @team/llvm/.*x86_64/clang. A preallocated community pool serves every build and needs none."</p>
+                    <label for="r-builds">"Where would my builds go? (optional)"</label>
+                    <textarea id="r-builds" name="builds" rows="3" spellcheck="false" aria-describedby="r-builds-help">{builds_value}</textarea>
+                    <p class="help" id="r-builds-help">"Your projects' builds, one per line as owner/project/chroot/package: each is shown with the tags it would get and the pool that would take it, this pool counted as approved. Preview updates it."</p>
+                    <BuildPreview ask=preview_ask/>
                 </fieldset>
             })}
             <fieldset class="panel form">

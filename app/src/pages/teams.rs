@@ -11,6 +11,7 @@ use crate::components::layout::PageHead;
 use crate::components::notice::ErrorNotice;
 use crate::pages::credentials::CredentialList;
 use crate::pages::requests::RequestTable;
+use crate::pages::routing::TeamBuildPreview;
 
 #[component]
 pub fn TeamsPage() -> impl IntoView {
@@ -121,6 +122,7 @@ fn TeamBody(team: TeamView) -> impl IntoView {
                 view! { <PoolTable pools=team.pools.clone() token=team.csrf_token.clone() back=back.clone() admin=false/> }.into_any()
             }}
         </section>
+        <TeamBuildPreview team=team.name.clone()/>
         <section class="section" aria-labelledby="team-requests">
             <h2 id="team-requests">"Requests"</h2>
             <Suspense fallback=|| view! { <p class="muted" role="status">"Loading the requests…"</p> }>

@@ -6,6 +6,8 @@ mod credentials;
 mod forms;
 mod health;
 mod requests;
+mod routing;
+mod routing_api;
 mod stats;
 
 use std::sync::{Arc, LazyLock};
@@ -42,10 +44,14 @@ pub fn router(state: AppState, store: &Store) -> Router {
         Arc::new(requests::ServerRequests {
             state: state.clone(),
         });
+    let routing: Arc<dyn app::api::routing::RoutingBackend> = Arc::new(routing::ServerRouting {
+        state: state.clone(),
+    });
     let context = move || {
         provide_context(backend.clone());
         provide_context(credentials.clone());
         provide_context(requests.clone());
+        provide_context(routing.clone());
     };
     let inactivity = Duration::from_secs(state.config.session_inactivity_secs);
     Router::new()
@@ -55,6 +61,8 @@ pub fn router(state: AppState, store: &Store) -> Router {
         .merge(handlers::routes())
         .merge(credentials::routes())
         .merge(requests::routes())
+        .merge(routing_api::match_routes())
+        .merge(routing::routes())
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
@@ -74,7 +82,27 @@ pub fn router(state: AppState, store: &Store) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
         }))
-        .with_state(state)
+        .with_state(state.clone())
+        // Polled by Copr and Prometheus: no sessions, nothing but the answer.
+        .merge(
+            routing_api::polling_routes()
+                .route("/metrics", get(metrics))
+                .layer(axum::middleware::from_fn(security_headers))
+                .with_state(state),
+        )
+}
+
+/// `/metrics`: Prometheus metrics in the OpenMetrics text format.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
 }
 
 /// Headers every web response carries: no framing by other sites (clickjacking), no MIME

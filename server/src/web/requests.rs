@@ -442,6 +442,7 @@ async fn approve(
         .await
         .map(|pools| {
             state.engine.wake();
+            state.routing.invalidate();
             format!(
                 "Approved: {} created; the engine starts their machines now.",
                 pools.join(", ")
@@ -660,9 +661,22 @@ async fn set_pool_state(
     .await
     .map(|()| {
         state.engine.wake();
+        state.routing.invalidate();
         format!("Pool {pool} is {} now.", wanted.as_str())
     })
     .map_err(|e| AppError::from(RequestError::from(e)));
+    // Rules whose builds now have nowhere to go: said where the change was made.
+    let result = match result {
+        Ok(notice) if wanted != PoolState::Active => {
+            match crate::routing::stranded(&state.db).await {
+                Ok(stranded) if !stranded.is_empty() => {
+                    Ok(format!("{notice} {}", stranded.join(" ")))
+                }
+                _ => Ok(notice),
+            }
+        }
+        other => other,
+    };
     respond(&session, "pool".into(), result, FormState::default(), &back).await
 }
 

@@ -237,6 +237,66 @@ async fn authorization_matrix_of_every_route() {
                     "400".into(),
                 ],
             ),
+            (
+                "GET",
+                "/admin/routing",
+                [login("%2Fadmin%2Frouting"), "403".into(), "403".into(), "200".into()],
+            ),
+            (
+                "GET",
+                "/admin/tokens",
+                [login("%2Fadmin%2Ftokens"), "403".into(), "403".into(), "200".into()],
+            ),
+            (
+                "POST",
+                "/api/ui/tokens",
+                ["401".into(), "403".into(), "403".into(), "200".into()],
+            ),
+            (
+                "POST",
+                "/api/ui/route_preview?ask[team]=team-a&ask[builds]=@team-a/p/fedora-rawhide-x86_64/x",
+                ["401".into(), "403".into(), "200".into(), "200".into()],
+            ),
+            (
+                "POST",
+                "/admin/routing",
+                [
+                    "303 /auth/login?next=%2Fadmin%2Frouting".into(),
+                    "403".into(),
+                    "403".into(),
+                    "400".into(),
+                ],
+            ),
+            (
+                "POST",
+                "/admin/routing/1/delete",
+                [
+                    "303 /auth/login?next=%2Fadmin%2Frouting".into(),
+                    "403".into(),
+                    "403".into(),
+                    "400".into(),
+                ],
+            ),
+            (
+                "POST",
+                "/admin/tokens",
+                [
+                    "303 /auth/login?next=%2Fadmin%2Ftokens".into(),
+                    "403".into(),
+                    "403".into(),
+                    "400".into(),
+                ],
+            ),
+            (
+                "POST",
+                "/admin/tokens/copr-prod/revoke",
+                [
+                    "303 /auth/login?next=%2Fadmin%2Ftokens".into(),
+                    "403".into(),
+                    "403".into(),
+                    "400".into(),
+                ],
+            ),
             // Naming team-a's credential under another team finds nothing.
             (
                 "POST",

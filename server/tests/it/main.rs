@@ -10,6 +10,7 @@ mod leader;
 mod oidc;
 mod process;
 mod requests;
+mod routing;
 mod support;
 mod web;
 mod xmlrpc;

@@ -37,7 +37,7 @@ async fn readyz_is_unavailable_until_migrations_ran() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         v["pending_migrations"].as_array().map(Vec::len),
-        Some(4),
+        Some(5),
         "{body}"
     );
     t.cleanup().await;
