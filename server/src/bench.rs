@@ -25,9 +25,9 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<()> {
     }
     crate::telemetry::init(&quiet);
     let modes: Vec<&str> = match args.mode.as_str() {
-        "all" => vec!["core", "cycles", "backlog"],
-        m @ ("core" | "cycles" | "backlog") => vec![m],
-        other => bail!("unknown mode {other:?}; use core, cycles, backlog or all"),
+        "all" => vec!["core", "cycles", "backlog", "routing"],
+        m @ ("core" | "cycles" | "backlog" | "routing") => vec![m],
+        other => bail!("unknown mode {other:?}; use core, cycles, backlog, routing or all"),
     };
     println!(
         "copr-pools {} bench on {} CPU(s)",
@@ -37,6 +37,7 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<()> {
     for mode in modes {
         match mode {
             "core" => bench_core(),
+            "routing" => bench_routing(),
             "cycles" => bench_cycles(config, &args).await?,
             _ => bench_backlog(config, &args).await?,
         }
@@ -416,4 +417,73 @@ async fn bench_backlog(config: &Config, args: &BenchArgs) -> anyhow::Result<()> 
     );
     rig.finish().await;
     Ok(())
+}
+
+/// 500 rules shaped like Fedora's (owner, project with PR directories, chroot alternations,
+/// packages), each adding `on_demand_powerful` or a team tag.
+pub fn synthetic_rules(n: usize) -> Vec<crate::routing::served::ServedRule> {
+    (0..n)
+        .map(|i| crate::routing::served::ServedRule {
+            position: i as i32 + 1,
+            pattern: match i % 4 {
+                0 => format!("@group{i}/project[^/]*/.*(x86_64|aarch64)/pkg{i}"),
+                1 => format!("user{i}/.*/fedora-.*/(llvm|clang){i}"),
+                2 => format!("^@python/python3\\.{i}\\d*/.*/root$"),
+                _ => format!("@team{i}/.*"),
+            },
+            tags: vec![if i % 2 == 0 {
+                "on_demand_powerful".to_string()
+            } else {
+                format!("team_team{i}")
+            }],
+        })
+        .collect()
+}
+
+/// How long one build's match takes over 500 rules, inside the server (the compiled set of
+/// the current version, as `/api/v1/routing/match` and the previews use it).
+fn bench_routing() {
+    let rules = synthetic_rules(500);
+    let started = Instant::now();
+    let snapshot = crate::routing::served::Snapshot::new(1, chrono::Utc::now(), rules)
+        .expect("500 rules compile");
+    let compile = started.elapsed();
+    let builds: Vec<String> = (0..1000)
+        .map(|i| match i % 3 {
+            0 => format!(
+                "@group{}/project:pr:{i}/fedora-rawhide-aarch64/pkg{}",
+                (i * 4) % 500,
+                (i * 4) % 500
+            ),
+            1 => format!("someone{i}/proj/fedora-41-x86_64/package-{i}"),
+            _ => format!(
+                "@python/python3.{}/fedora-41-x86_64/root",
+                (i * 4 + 2) % 500
+            ),
+        })
+        .collect();
+    let mut times = Vec::with_capacity(10_000);
+    let mut matched = 0usize;
+    for round in 0..10 {
+        for b in &builds {
+            let t = Instant::now();
+            let (tags, _) = snapshot.route(b);
+            times.push(t.elapsed());
+            if round == 0 && !tags.is_empty() {
+                matched += 1;
+            }
+        }
+    }
+    times.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "routing: 500 rules compiled in {:.1} ms ({} bytes of JSON); match p50 {:.1} µs, p99 {:.1} µs over {} builds ({} of {} matched a rule)",
+        compile.as_secs_f64() * 1e3,
+        snapshot.json.len(),
+        us(times[times.len() / 2]),
+        us(times[times.len() * 99 / 100]),
+        times.len(),
+        matched,
+        builds.len()
+    );
 }
