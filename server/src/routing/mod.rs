@@ -34,7 +34,7 @@ mod pattern;
 pub mod preview;
 pub mod served;
 pub use pattern::{
-    PatternSet, check_pattern, is_broad, matches, matches_everything, overlap, owner_of,
+    Overlaps, PatternSet, check_pattern, is_broad, matches, matches_everything, overlap, owner_of,
 };
 
 /// The most characters Copr stores for a build's extra tags (`build_chroot.tags_raw`,
@@ -378,14 +378,12 @@ pub fn combos(rules: &[(bool, RuleSpec)], focus: &[usize]) -> Vec<String> {
     let mut warnings = Vec::new();
     let enabled: Vec<usize> = (0..rules.len()).filter(|&i| rules[i].0).collect();
     let mut seen: BTreeSet<Vec<usize>> = BTreeSet::new();
+    let patterns: Vec<&str> = rules.iter().map(|(_, r)| r.pattern.as_str()).collect();
+    let mut overlaps = Overlaps::new(&patterns);
     for &i in focus.iter().filter(|i| rules[**i].0) {
         let mut combo = vec![i];
         for &j in &enabled {
-            if j != i
-                && combo
-                    .iter()
-                    .all(|&k| overlap(&rules[j].1.pattern, &rules[k].1.pattern))
-            {
+            if j != i && combo.iter().all(|&k| overlaps.overlap(j, k)) {
                 combo.push(j);
             }
         }

@@ -280,8 +280,41 @@ pub fn is_broad(pattern: &str) -> bool {
 /// other (a heuristic: regular-expression overlap is undecidable in general, and this is for
 /// a warning, not a refusal).
 pub fn overlap(a: &str, b: &str) -> bool {
-    let (pa, pb) = (literal_prefix(a), literal_prefix(b));
-    matches(a, &pb) || matches(b, &pa) || pa.starts_with(&pb) || pb.starts_with(&pa)
+    Overlaps::new(&[a, b]).overlap(0, 1)
+}
+
+/// [`overlap`] between many patterns, each compiled once and each pair decided once: the
+/// checks of a few hundred rules cost milliseconds, not a regex compilation per pair.
+pub struct Overlaps {
+    compiled: Vec<Option<Regex>>,
+    prefixes: Vec<String>,
+    known: std::collections::HashMap<(usize, usize), bool>,
+}
+
+impl Overlaps {
+    pub fn new(patterns: &[&str]) -> Overlaps {
+        Overlaps {
+            compiled: patterns.iter().map(|p| anchored(p).ok()).collect(),
+            prefixes: patterns.iter().map(|p| literal_prefix(p)).collect(),
+            known: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Whether patterns `i` and `j` may match a build in common.
+    pub fn overlap(&mut self, i: usize, j: usize) -> bool {
+        let key = (i.min(j), i.max(j));
+        if let Some(&known) = self.known.get(&key) {
+            return known;
+        }
+        let (pa, pb) = (&self.prefixes[i], &self.prefixes[j]);
+        let hits = |r: &Option<Regex>, text: &str| r.as_ref().is_some_and(|r| r.is_match(text));
+        let answer = pa.starts_with(pb.as_str())
+            || pb.starts_with(pa.as_str())
+            || hits(&self.compiled[i], pb)
+            || hits(&self.compiled[j], pa);
+        self.known.insert(key, answer);
+        answer
+    }
 }
 
 #[cfg(test)]
