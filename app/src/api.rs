@@ -5,6 +5,7 @@
 pub mod credentials;
 pub mod requests;
 pub mod routing;
+pub mod tickets;
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,17 @@ pub struct QueueGroup {
     pub oldest_age_secs: f64,
     /// False when no active pool offers all of these tags: such tickets never resolve.
     pub servable: bool,
+    /// Why they wait, one line per distinct reason, in queue order.
+    #[serde(default)]
+    pub reasons: Vec<QueueReason>,
+}
+
+/// How many tickets of a group wait for one reason; `text` is the first one's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueReason {
+    pub code: String,
+    pub text: String,
+    pub count: i64,
 }
 
 /// Everything the public status page shows.
@@ -199,6 +211,7 @@ pub trait Backend: Send + Sync + 'static {
     async fn team(&self, name: String) -> Result<TeamView, AppError>;
     async fn admin_overview(&self, before: Option<i32>) -> Result<AdminOverview, AppError>;
     async fn sign_in_failure(&self) -> Result<Option<SignInFailure>, AppError>;
+    async fn search_tickets(&self, query: String) -> Result<tickets::TicketSearch, AppError>;
 }
 
 /// The backend of the current request.
@@ -213,7 +226,7 @@ pub fn backend() -> Result<std::sync::Arc<dyn Backend>, AppError> {
 /// Gives a failed server function the HTTP status of its error (401, 403, 404, …), so the
 /// endpoints behind the pages answer like an API.
 #[cfg(feature = "ssr")]
-fn answer<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+pub(crate) fn answer<T>(result: Result<T, AppError>) -> Result<T, AppError> {
     if let Err(e) = &result
         && let Some(response) = use_context::<leptos_axum::ResponseOptions>()
         && let Ok(status) = http::StatusCode::from_u16(e.status_code())

@@ -111,6 +111,13 @@ pub enum TicketCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show one ticket: its state, tags, sandbox, age, machine, and why it waits.
+    Info {
+        id: i64,
+        /// Print what GET /api/v1/tickets/ID answers.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Options of `copr-pools bench`.
@@ -383,8 +390,39 @@ pub async fn ticket(config: &Config, command: TicketCommand) -> anyhow::Result<(
                 }
             }
         }
+        TicketCommand::Info { id, json } => {
+            let cache = crate::waiting::WaitingCache::default();
+            let Some(t) = crate::waiting::ticket(&db, &cache, id).await? else {
+                bail!("there is no ticket {id} (ticket list shows the open ones)");
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                print!("{}", ticket_text(&t));
+            }
+        }
     }
     Ok(())
+}
+
+/// `ticket info` for people.
+fn ticket_text(t: &app::api::tickets::TicketDetail) -> String {
+    let mut out = format!(
+        "ticket {}: {}, taken {} ago ({})\n",
+        t.id,
+        t.state,
+        app::format::human_duration(t.age),
+        t.created_at
+    );
+    out += &format!("tags:     {}\n", t.tags.join(" "));
+    out += &format!("sandbox:  {}\n", t.sandbox.as_deref().unwrap_or("-"));
+    if let Some(m) = &t.machine {
+        out += &format!("machine:  {} (id {}) in pool {}\n", m.name, m.id, m.pool);
+    }
+    if let Some(w) = &t.waiting_reason {
+        out += &format!("waiting:  {}\n          ({})\n", w.text, w.code);
+    }
+    out
 }
 
 pub async fn key(config: &Config, command: KeyCommand) -> anyhow::Result<()> {

@@ -108,6 +108,9 @@ struct RawConfig {
     secret_keys: Vec<Secret>,
     secret_keys_file: Option<PathBuf>,
     demo_spawners: bool,
+    metrics_allow: Vec<String>,
+    metrics_token: Option<Secret>,
+    metrics_token_file: Option<PathBuf>,
 }
 
 impl Default for RawConfig {
@@ -156,6 +159,9 @@ impl Default for RawConfig {
             secret_keys: Vec::new(),
             secret_keys_file: None,
             demo_spawners: false,
+            metrics_allow: Vec::new(),
+            metrics_token: None,
+            metrics_token_file: None,
         }
     }
 }
@@ -167,9 +173,10 @@ const LIST_KEYS: &[&str] = &[
     "team_groups",
     "hook_env_passthrough",
     "secret_keys",
+    "metrics_allow",
 ];
 /// Keys that hold secrets and may instead be read from `<KEY>_FILE`.
-const SECRET_KEYS: &[&str] = &["oidc_client_secret", "secret_keys"];
+const SECRET_KEYS: &[&str] = &["oidc_client_secret", "secret_keys", "metrics_token"];
 
 /// An admin's replacement of a spawner template's commands (see [`crate::spawners`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -239,6 +246,10 @@ pub struct Config {
     pub spawners_dir: PathBuf,
     /// The admins' spawner templates, by credential kind, over the built-in ones.
     pub spawner_templates: BTreeMap<String, TemplateOverride>,
+    /// Who may read `/metrics` besides loopback clients: addresses and networks.
+    pub metrics_allow: Vec<ipnet::IpNet>,
+    /// A bearer token that opens `/metrics` from anywhere.
+    pub metrics_token: Option<Secret>,
 }
 
 /// Why the configuration was refused.
@@ -324,6 +335,9 @@ impl Config {
         }
         if let Some(path) = secret_files.remove("secret_keys") {
             raw.secret_keys_file = Some(path);
+        }
+        if let Some(path) = secret_files.remove("metrics_token") {
+            raw.metrics_token_file = Some(path);
         }
         Config::from_raw(raw)
     }
@@ -434,6 +448,12 @@ impl Config {
             community_priority: raw.community_priority,
             spawners_dir: raw.spawners_dir,
             spawner_templates: raw.spawner_templates,
+            metrics_allow: metrics_allow(&raw.metrics_allow)?,
+            metrics_token: one_secret(
+                "metrics_token",
+                &raw.metrics_token,
+                &raw.metrics_token_file,
+            )?,
         })
     }
 
@@ -561,26 +581,56 @@ fn validate_passthrough(names: &[String]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn oidc_config(raw: &RawConfig) -> Result<Option<OidcConfig>, ConfigError> {
-    let secret = match (&raw.oidc_client_secret, &raw.oidc_client_secret_file) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "oidc_client_secret",
-                "is set both directly and through oidc_client_secret_file; keep one",
-            ));
-        }
-        (Some(secret), None) => Some(secret.clone()),
+/// A secret given directly or through `<key>_file` (one line; the newline dropped).
+fn one_secret(
+    key: &'static str,
+    direct: &Option<Secret>,
+    file: &Option<PathBuf>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (direct, file) {
+        (Some(_), Some(_)) => Err(invalid(
+            key,
+            format!("is set both directly and through {key}_file; keep one"),
+        )),
+        (Some(secret), None) => Ok(Some(secret.clone())),
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 invalid(
-                    "oidc_client_secret_file",
-                    format!("{} cannot be read: {e}", path.display()),
+                    key,
+                    format!("{key}_file {} cannot be read: {e}", path.display()),
                 )
             })?;
-            Some(Secret::new(text.trim_end_matches(['\n', '\r'])))
+            Ok(Some(Secret::new(text.trim_end_matches(['\n', '\r']))))
         }
-        (None, None) => None,
-    };
+        (None, None) => Ok(None),
+    }
+}
+
+/// `metrics_allow`: addresses (`10.0.0.5`, `::1`) and networks (`10.0.0.0/24`).
+fn metrics_allow(values: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    values
+        .iter()
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<ipnet::IpNet>()
+                .or_else(|_| v.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        "metrics_allow",
+                        format!("{v:?} is neither an address nor a network; write e.g. 10.0.0.5 or 10.0.0.0/24"),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn oidc_config(raw: &RawConfig) -> Result<Option<OidcConfig>, ConfigError> {
+    let secret = one_secret(
+        "oidc_client_secret",
+        &raw.oidc_client_secret,
+        &raw.oidc_client_secret_file,
+    )?;
     let Some(client_id) = raw.oidc_client_id.clone() else {
         if secret.is_some() || raw.oidc_redirect_url.is_some() {
             return Err(invalid(

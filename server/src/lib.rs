@@ -27,5 +27,6 @@ pub mod status;
 pub mod telemetry;
 pub mod tokens;
 pub mod usage;
+pub mod waiting;
 pub mod web;
 pub mod xmlrpc;

@@ -1,9 +1,29 @@
-//! Prometheus metrics, served at `/metrics` in the OpenMetrics text format.
+//! Prometheus metrics, served at `/metrics` in the OpenMetrics text format: what this process
+//! counted (HTTP requests, sign-ins, routing fetches, and the engine's hooks and passes when
+//! it leads) and the state every replica reads alike from the database (pools by state,
+//! machines by pool and state, waiting tickets by tag set), refreshed at each scrape.
+//!
+//! Only loopback clients may read it unless `metrics_allow` names the scraper's address or
+//! network, or the scraper sends `metrics_token` as a bearer token ([`allowed`]).
 
+use std::net::IpAddr;
+
+use axum::http::{HeaderMap, header};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr,
+};
+
+use crate::config::Config;
+use crate::engine::metrics::EngineMetrics;
+use crate::engine::model::PoolState;
+use crate::engine::store::{live_resources, open_tickets};
+use crate::entities::{pools, resources, tickets};
 
 /// The labels of a routing fetch.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -16,30 +36,118 @@ pub struct FetchLabels {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `success`, or why it failed (`state`, `provider`, `config`, …).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The route as the router knows it, never the raw path, with parameters written
+    /// `:id` (`/api/v1/tickets/:id`): braces in label values trip simple parsers.
+    pub route: String,
+    pub method: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MachineLabels {
+    pub pool: String,
+    /// resalloc's states: `STARTING`, `UP`, `RELEASING`, `DELETE_REQUEST`, `DELETING`.
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TagSetLabels {
+    /// The ticket's tags, sorted and joined with spaces (as Copr's `tags_raw`).
+    pub tags: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub routing_fetches: Family<FetchLabels, Counter>,
+    sign_ins: Family<OutcomeLabels, Counter>,
+    http_requests: Family<HttpLabels, Counter>,
+    http_seconds: Family<RouteLabels, Histogram>,
+    pools: Family<StateLabels, Gauge>,
+    machines: Family<MachineLabels, Gauge>,
+    waiting: Family<TagSetLabels, Gauge>,
+    /// One refresh of the database gauges at a time, so two scrapes never interleave.
+    refresh: tokio::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics::new()
+        Metrics::new(&EngineMetrics::default())
     }
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// The registry, with the engine's families in it.
+    pub fn new(engine: &EngineMetrics) -> Metrics {
         let mut registry = Registry::with_prefix("copr_pools");
-        let routing_fetches = Family::<FetchLabels, Counter>::default();
+        let m = Metrics {
+            routing_fetches: Family::default(),
+            sign_ins: Family::default(),
+            http_requests: Family::default(),
+            http_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.5, 12))
+            }),
+            pools: Family::default(),
+            machines: Family::default(),
+            waiting: Family::default(),
+            refresh: tokio::sync::Mutex::new(()),
+            registry: Registry::default(),
+        };
         registry.register(
             "routing_fetches",
             "Requests to the routing API, by token, format and HTTP status",
-            routing_fetches.clone(),
+            m.routing_fetches.clone(),
         );
-        Metrics {
-            registry,
-            routing_fetches,
-        }
+        registry.register(
+            "sign_ins",
+            "Sign-ins, by outcome (success, or the reason one failed)",
+            m.sign_ins.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route, method and status",
+            m.http_requests.clone(),
+        );
+        registry.register_with_unit(
+            "http_request_duration",
+            "How long HTTP requests took to answer, by route",
+            Unit::Seconds,
+            m.http_seconds.clone(),
+        );
+        registry.register(
+            "pools",
+            "Pools by state (from the database)",
+            m.pools.clone(),
+        );
+        registry.register(
+            "machines",
+            "Machines that are not ENDED, by pool and state (from the database)",
+            m.machines.clone(),
+        );
+        registry.register(
+            "tickets_waiting",
+            "Open tickets without a machine, by the tags they asked for (from the database)",
+            m.waiting.clone(),
+        );
+        engine.register(&mut registry);
+        Metrics { registry, ..m }
     }
 
     /// Counts one routing request.
@@ -53,11 +161,206 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts one sign-in.
+    pub fn sign_in(&self, outcome: &str) {
+        self.sign_ins
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one HTTP request.
+    pub fn http(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let route = route.replace('{', ":").replace('}', "");
+        let route = route.as_str();
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                route: route.to_string(),
+                method: method.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+        self.http_seconds
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    /// Reads the state gauges from the database.
+    pub async fn refresh(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        let _one = self.refresh.lock().await;
+        let count = || Expr::col(sea_orm::sea_query::Asterisk).count();
+        let (pool_rows, machine_rows, waiting_rows) = tokio::try_join!(
+            pools::Entity::find()
+                .select_only()
+                .column(pools::Column::State)
+                .column_as(count(), "n")
+                .group_by(pools::Column::State)
+                .into_tuple::<(String, i64)>()
+                .all(db),
+            resources::Entity::find()
+                .filter(live_resources())
+                .select_only()
+                .column(resources::Column::Pool)
+                .column(resources::Column::State)
+                .column_as(count(), "n")
+                .group_by(resources::Column::Pool)
+                .group_by(resources::Column::State)
+                .into_tuple::<(String, String, i64)>()
+                .all(db),
+            tickets::Entity::find()
+                .filter(open_tickets())
+                .filter(tickets::Column::ResourceId.is_null())
+                .select_only()
+                .column(tickets::Column::Tags)
+                .column_as(count(), "n")
+                .group_by(tickets::Column::Tags)
+                .into_tuple::<(String, i64)>()
+                .all(db),
+        )?;
+        self.pools.clear();
+        for state in PoolState::ALL {
+            self.pools
+                .get_or_create(&StateLabels {
+                    state: state.as_str().to_string(),
+                })
+                .set(0);
+        }
+        for (state, n) in pool_rows {
+            self.pools.get_or_create(&StateLabels { state }).set(n);
+        }
+        self.machines.clear();
+        for (pool, state, n) in machine_rows {
+            self.machines
+                .get_or_create(&MachineLabels { pool, state })
+                .set(n);
+        }
+        self.waiting.clear();
+        for (tags, n) in waiting_rows {
+            let tags: Vec<String> = serde_json::from_str(&tags).unwrap_or_default();
+            self.waiting
+                .get_or_create(&TagSetLabels {
+                    tags: tags.join(" "),
+                })
+                .inc_by(n);
+        }
+        Ok(())
+    }
+
     /// The metrics in the OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Why `/metrics` refused a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A bearer token was sent and it is not `metrics_token`.
+    WrongToken,
+    /// Not loopback, not in `metrics_allow`, no token.
+    NotAllowed,
+}
+
+/// Whether a scraper at `peer` may read `/metrics`: with `metrics_token` as a bearer token
+/// from anywhere; otherwise from an address in `metrics_allow`, or from loopback unless the
+/// request came through a proxy (it carries `Forwarded` / `X-Forwarded-For`), since a
+/// reverse proxy on the same host makes every visitor look local.
+pub fn allowed(config: &Config, peer: Option<IpAddr>, headers: &HeaderMap) -> Result<(), Refusal> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if let (Some(expected), Some(given)) = (&config.metrics_token, bearer) {
+        // Compared as digests: equal time whatever the first differing byte.
+        let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+        return if digest(expected.expose()).as_ref() == digest(given).as_ref() {
+            Ok(())
+        } else {
+            Err(Refusal::WrongToken)
+        };
+    }
+    let Some(peer) = peer.map(|p| p.to_canonical()) else {
+        return Err(Refusal::NotAllowed);
+    };
+    if config.metrics_allow.iter().any(|net| net.contains(&peer)) {
+        return Ok(());
+    }
+    let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    if peer.is_loopback() && !proxied {
+        return Ok(());
+    }
+    Err(Refusal::NotAllowed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(allow: &[&str], token: Option<&str>) -> Config {
+        Config {
+            metrics_allow: allow.iter().map(|a| a.parse().unwrap()).collect(),
+            metrics_token: token.map(crate::config::Secret::new),
+            ..Config::default()
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn loopback_by_default_and_nobody_else() {
+        let c = config(&[], None);
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let remote: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(allowed(&c, Some(local), &HeaderMap::new()), Ok(()));
+        assert_eq!(allowed(&c, Some(mapped), &HeaderMap::new()), Ok(()));
+        assert_eq!(
+            allowed(&c, Some(remote), &HeaderMap::new()),
+            Err(Refusal::NotAllowed)
+        );
+        assert_eq!(
+            allowed(&c, None, &HeaderMap::new()),
+            Err(Refusal::NotAllowed)
+        );
+        // Through a reverse proxy on the same host, a visitor is not local.
+        assert_eq!(
+            allowed(
+                &c,
+                Some(local),
+                &headers(&[("x-forwarded-for", "203.0.113.9")])
+            ),
+            Err(Refusal::NotAllowed)
+        );
+    }
+
+    #[test]
+    fn allow_list_and_token() {
+        let c = config(&["10.0.0.0/24"], Some("s3cret"));
+        let inside: IpAddr = "10.0.0.7".parse().unwrap();
+        let outside: IpAddr = "10.0.1.7".parse().unwrap();
+        assert_eq!(allowed(&c, Some(inside), &HeaderMap::new()), Ok(()));
+        assert_eq!(
+            allowed(&c, Some(outside), &HeaderMap::new()),
+            Err(Refusal::NotAllowed)
+        );
+        let good = headers(&[("authorization", "Bearer s3cret")]);
+        let bad = headers(&[("authorization", "Bearer nope")]);
+        assert_eq!(allowed(&c, Some(outside), &good), Ok(()));
+        assert_eq!(allowed(&c, Some(inside), &bad), Err(Refusal::WrongToken));
     }
 }

@@ -142,10 +142,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let stop = shutdown.clone();
         let app = router(state, &store);
         tasks.spawn(async move {
-            axum::serve(web, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .map_err(|e| format!("the web listener failed: {e}"))
+            axum::serve(
+                web,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .map_err(|e| format!("the web listener failed: {e}"))
         });
     }
     tracing::info!(

@@ -32,6 +32,8 @@ pub struct AppState {
     /// API tokens verified lately.
     pub tokens: Arc<crate::tokens::TokenMemory>,
     pub metrics: Arc<Metrics>,
+    /// Why tickets wait, computed at most once a second for every reader.
+    pub waiting: Arc<crate::waiting::WaitingCache>,
 }
 
 impl AppState {
@@ -47,7 +49,8 @@ impl AppState {
                 config.routing_refresh_ms,
             ))),
             tokens: Arc::default(),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Metrics::new(engine.metrics())),
+            waiting: Arc::default(),
             leptos_options: leptos_options(&config),
             oidc: config.oidc.clone().map(|c| Arc::new(Provider::new(c))),
             db,

@@ -4,9 +4,15 @@
 
 use leptos::prelude::*;
 
+use leptos_router::hooks::use_query_map;
+
+use crate::api::tickets::{TicketSearch, search_tickets};
 use crate::api::{PoolStatus, QueueGroup, StatusSnapshot, get_status};
 use crate::components::layout::PageHead;
+use crate::components::notice::ErrorNotice;
+use crate::error::AppError;
 use crate::format::{human_duration, percent};
+use crate::pages::requests::error_of;
 
 /// How often the hydrated page fetches fresh numbers.
 const REFRESH_MS: u64 = 5_000;
@@ -51,6 +57,7 @@ pub fn StatusPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        <FindBuild/>
     }
 }
 
@@ -97,6 +104,91 @@ fn StatusBody(snapshot: StatusSnapshot) -> impl IntoView {
             <QueueTable queue/>
         </section>
     }
+}
+
+/// "Why is my build waiting?": a GET form (it works before hydration), answered with the
+/// waiting tickets whose sandbox names the owner or project, each with its reason.
+#[component]
+fn FindBuild() -> impl IntoView {
+    let query = use_query_map();
+    let q = move || query.read().get("q").unwrap_or_default();
+    let found = Resource::new(q, |q| async move {
+        if q.trim().is_empty() {
+            Ok(None)
+        } else {
+            search_tickets(q).await.map(Some)
+        }
+    });
+    view! {
+        <section aria-labelledby="find-title" class="section">
+            <h2 id="find-title">"Why is my build waiting?"</h2>
+            <Transition fallback=|| view! { <p class="muted" role="status">"Searching…"</p> }>
+                {move || Suspend::new(async move {
+                    let result = found.await;
+                    let errors = match &result {
+                        Err(AppError::Invalid(errors)) => errors.clone(),
+                        _ => Vec::new(),
+                    };
+                    let error = error_of(&errors, "q");
+                    view! {
+                        <form method="get" action="/" class="panel form" role="search" data-testid="find-build">
+                            <label for="find-q">"Copr owner, project, owner/project or ticket id"</label>
+                            <div class="inline-fields">
+                                <input id="find-q" name="q" type="search" value=q() placeholder="@python/python3.14"
+                                    spellcheck="false" autocomplete="off" aria-invalid=error.is_some().then_some("true")
+                                    aria-describedby="find-help"/>
+                                <button type="submit" class="button">"Find"</button>
+                            </div>
+                            <p class="help" id="find-help">"Copr names a build's sandbox " <code>"owner/project--submitter"</code> "; any part of it finds the build's ticket."</p>
+                            {error.map(|e| view! { <p class="field-error">{e}</p> })}
+                        </form>
+                        {match result {
+                            Ok(Some(found)) => view! { <FoundTickets found/> }.into_any(),
+                            Ok(None) | Err(AppError::Invalid(_)) => ().into_any(),
+                            Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                        }}
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn FoundTickets(found: TicketSearch) -> impl IntoView {
+    if found.tickets.is_empty() {
+        return view! {
+            <p class="muted" data-testid="found-none">
+                "No waiting build matches " <code>{found.query}</code>
+                ". A build that already has a machine, or was not handed to copr-pools yet, is not in the queue."
+            </p>
+        }
+        .into_any();
+    }
+    view! {
+        <div class="table-wrap" role="region" aria-label="Matching waiting builds" tabindex="0">
+            <table class="data-table stack-on-phone" data-testid="found-tickets">
+                <thead><tr>
+                    <th scope="col">"Ticket"</th>
+                    <th scope="col">"Sandbox"</th>
+                    <th scope="col">"Waiting for"</th>
+                    <th scope="col">"Why"</th>
+                </tr></thead>
+                <tbody>
+                    {found.tickets.into_iter().map(|t| view! {
+                        <tr>
+                            <th scope="row"><a href=format!("/api/v1/tickets/{}", t.id)>{format!("#{}", t.id)}</a></th>
+                            <td data-label="Sandbox"><code>{t.sandbox.unwrap_or_default()}</code><TagList tags=t.tags label=""/></td>
+                            <td data-label="Waiting for">{human_duration(t.age)}</td>
+                            <td data-label="Why">{t.waiting_reason.map(|w| view! { <span data-code=w.code>{w.text}</span> })}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+        {found.truncated.then(|| view! { <p class="muted small">"Only the first 100 are shown; search for a longer part of the sandbox."</p> })}
+    }
+    .into_any()
 }
 
 #[component]
@@ -239,6 +331,7 @@ fn QueueTable(queue: Vec<QueueGroup>) -> impl IntoView {
                         <th scope="col">"Requested tags"</th>
                         <th scope="col" class="num">"Waiting"</th>
                         <th scope="col" class="num">"Oldest"</th>
+                        <th scope="col">"Why they wait"</th>
                     </tr>
                 </thead>
                 <tbody>
@@ -254,6 +347,16 @@ fn QueueTable(queue: Vec<QueueGroup>) -> impl IntoView {
                             </th>
                             <td class="num" data-label="Waiting">{g.waiting}</td>
                             <td class="num" data-label="Oldest">{human_duration(g.oldest_age_secs)}</td>
+                            <td data-label="Why they wait">
+                                <ul class="reasons" data-testid="queue-reasons">
+                                    {g.reasons.into_iter().map(|r| view! {
+                                        <li data-code=r.code>
+                                            {(g.waiting > 1).then(|| view! { <span class="reason-count">{format!("{} × ", r.count)}</span> })}
+                                            {r.text}
+                                        </li>
+                                    }).collect_view()}
+                                </ul>
+                            </td>
                         </tr>
                     }).collect_view()}
                 </tbody>

@@ -37,8 +37,9 @@ struct NextParam {
 /// Where a failed sign-in lands: a page that says what happened and offers to try again.
 /// The words travel in the session, not the URL, so nobody can put text on that page with a
 /// crafted link.
-async fn failed(session: &Session, error: &LoginError, next: &str) -> Response {
+async fn failed(state: &AppState, session: &Session, error: &LoginError, next: &str) -> Response {
     tracing::warn!(code = error.code(), %error, "sign-in failed");
+    state.metrics.sign_in(error.code());
     let failure = SignInFailure {
         reason: error.code().to_string(),
         detail: error.to_string(),
@@ -74,6 +75,7 @@ async fn login(
             return Redirect::to(&format!("/auth/dev?next={}", urlencode(&next))).into_response();
         }
         return failed(
+            &state,
             &session,
             &LoginError::Config("no OpenID provider is configured (oidc_client_id)".into()),
             &next,
@@ -88,7 +90,7 @@ async fn login(
             }
             Redirect::to(&url).into_response()
         }
-        Err(e) => failed(&session, &e, &next).await,
+        Err(e) => failed(&state, &session, &e, &next).await,
     }
 }
 
@@ -121,13 +123,14 @@ async fn callback(
         } else {
             LoginError::Attempt
         };
-        return failed(&session, &error, &next).await;
+        return failed(&state, &session, &error, &next).await;
     }
     if let Err(e) = session.remove::<Attempt>(OIDC_ATTEMPT).await {
         return internal(e);
     }
     let Some(provider) = state.oidc.as_ref() else {
         return failed(
+            &state,
             &session,
             &LoginError::Config("no OpenID provider is configured".into()),
             &next,
@@ -138,7 +141,7 @@ async fn callback(
         Ok(identity) => {
             complete_sign_in(&state, &session, &identity, session::METHOD_OIDC, &next).await
         }
-        Err(e) => failed(&session, &e, &next).await,
+        Err(e) => failed(&state, &session, &e, &next).await,
     }
 }
 
@@ -173,6 +176,7 @@ async fn complete_sign_in(
         return internal(e);
     }
     tracing::info!(user = %identity.username, "signed in");
+    state.metrics.sign_in("success");
     Redirect::to(next).into_response()
 }
 

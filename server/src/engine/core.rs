@@ -114,6 +114,29 @@ pub fn pass(world: &mut World, now: Ms, new_sandbox: &mut dyn FnMut(i64) -> Stri
     }
 }
 
+/// The names every pool that is not retired marks as on-demand.
+pub fn on_demand_tags(world: &World) -> BTreeSet<String> {
+    world
+        .pools
+        .values()
+        .filter(|p| p.config.state != PoolState::Retired)
+        .flat_map(|p| p.config.tags_on_demand.iter().map(|t| t.name.clone()))
+        .collect()
+}
+
+/// Waiting tickets ordered as resalloc processes them: on-demand first, then oldest.
+pub fn waiting_order(world: &World) -> Vec<i64> {
+    let on_demand = on_demand_tags(world);
+    let mut waiting: Vec<(bool, i64)> = world
+        .tickets
+        .values()
+        .filter(|t| t.is_waiting())
+        .map(|t| (!t.tags.iter().any(|tag| on_demand.contains(tag)), t.id))
+        .collect();
+    waiting.sort_unstable();
+    waiting.into_iter().map(|(_, id)| id).collect()
+}
+
 /// The earliest time something becomes due.
 #[derive(Default)]
 struct Due(Option<Ms>);
@@ -140,14 +163,8 @@ impl Pass<'_> {
         self.world.pools.get(name).map(|p| &p.config)
     }
 
-    /// The names every pool marks as on-demand.
     fn on_demand_tags(&self) -> BTreeSet<String> {
-        self.world
-            .pools
-            .values()
-            .filter(|p| p.config.state != PoolState::Retired)
-            .flat_map(|p| p.config.tags_on_demand.iter().map(|t| t.name.clone()))
-            .collect()
+        on_demand_tags(self.world)
     }
 
     fn request_delete(&mut self, id: i64, reason: DeleteReason) {
@@ -418,18 +435,8 @@ impl Pass<'_> {
         }
     }
 
-    /// Waiting tickets ordered as resalloc processes them: on-demand first, then oldest.
     fn waiting_order(&self) -> Vec<i64> {
-        let on_demand = self.on_demand_tags();
-        let mut waiting: Vec<(bool, i64)> = self
-            .world
-            .tickets
-            .values()
-            .filter(|t| t.is_waiting())
-            .map(|t| (!t.tags.iter().any(|tag| on_demand.contains(tag)), t.id))
-            .collect();
-        waiting.sort_unstable();
-        waiting.into_iter().map(|(_, id)| id).collect()
+        waiting_order(self.world)
     }
 
     /// Step 2: how many machines each pool starts for waiting tickets (resalloc's

@@ -12,8 +12,10 @@
 //! drive it without HTTP.
 
 pub mod core;
+pub mod explain;
 pub mod hooks;
 pub mod leader;
+pub mod metrics;
 pub mod model;
 pub mod pools;
 pub mod runner;
@@ -119,6 +121,7 @@ struct Inner {
     wake: Notify,
     waiters: Waiters,
     stats: Stats,
+    metrics: metrics::EngineMetrics,
 }
 
 /// A handle on the engine: cheap to clone, shared by the runner and the APIs.
@@ -136,6 +139,7 @@ impl Engine {
                 wake: Notify::new(),
                 waiters: Waiters::default(),
                 stats: Stats::default(),
+                metrics: metrics::EngineMetrics::default(),
             }),
         }
     }
@@ -150,6 +154,11 @@ impl Engine {
 
     pub fn waiters(&self) -> &Waiters {
         &self.inner.waiters
+    }
+
+    /// The engine's Prometheus families (hooks, passes, time to a machine).
+    pub fn metrics(&self) -> &metrics::EngineMetrics {
+        &self.inner.metrics
     }
 
     /// Asks for a pass as soon as possible (a ticket came or went, a pool changed).
@@ -204,6 +213,7 @@ impl Engine {
         s.last_pass_at_ms.store(runner::now_ms(), Ordering::Relaxed);
         s.last_pass_micros
             .store(took.as_micros() as u64, Ordering::Relaxed);
+        self.inner.metrics.pass_seconds.observe(took.as_secs_f64());
     }
 
     fn record_conflict(&self) {

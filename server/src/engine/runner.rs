@@ -182,6 +182,7 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) -> Result<(
                         } => Some((*ticket, data.get(resource).cloned().unwrap_or_default())),
                         _ => None,
                     }));
+                observe_ready(&engine, output.assigned_tickets().collect(), now);
                 launch_hooks(
                     &engine,
                     &world,
@@ -499,6 +500,9 @@ fn spawn(
         engine.hook_started();
         let run = hooks::run(&engine.settings().hooks, &spec, &cancel).await;
         engine.hook_finished();
+        engine
+            .metrics()
+            .hook_ran(spec.kind, run.result, run.took.as_secs_f64());
         if run.result == HookRunResult::NotStarted {
             // The machine (disk full, no processes left) will not do better at once: retry in
             // a while rather than on every pass.
@@ -507,6 +511,42 @@ fn spawn(
         }
         let _ = tx.send(make(run));
         engine.wake();
+    });
+}
+
+/// Feeds the takeTicket → machine histogram with the tickets a pass assigned, off the
+/// pass's path (one small query per pass that assigned something).
+fn observe_ready(engine: &Engine, tickets: Vec<i64>, now: Ms) {
+    if tickets.is_empty() {
+        return;
+    }
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+        let ids: Vec<i32> = tickets
+            .iter()
+            .filter_map(|t| i32::try_from(*t).ok())
+            .collect();
+        for chunk in ids.chunks(500) {
+            let taken = crate::entities::tickets::Entity::find()
+                .filter(crate::entities::tickets::Column::Id.is_in(chunk.to_vec()))
+                .select_only()
+                .column(crate::entities::tickets::Column::CreatedAt)
+                .into_tuple::<chrono::DateTime<chrono::Utc>>()
+                .all(engine.db())
+                .await;
+            match taken {
+                Ok(times) => {
+                    for t in times {
+                        let waited = (now - t.timestamp_millis()).max(0) as f64 / 1000.0;
+                        engine.metrics().ticket_ready_seconds.observe(waited);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read when assigned tickets were taken")
+                }
+            }
+        }
     });
 }
 

@@ -1,6 +1,7 @@
 //! The server's implementation of the UI's [`Backend`] port: each method authorizes, calls one
 //! domain function and maps its errors to the shared vocabulary.
 
+use app::api::tickets::TicketSearch;
 use app::api::*;
 use app::error::AppError;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -119,9 +120,21 @@ impl ServerBackend {
 #[async_trait::async_trait]
 impl Backend for ServerBackend {
     async fn status(&self) -> Result<StatusSnapshot, AppError> {
-        crate::status::snapshot(&self.state.db)
+        crate::status::snapshot(&self.state.db, &self.state.waiting)
             .await
             .map_err(internal("status snapshot"))
+    }
+
+    async fn search_tickets(&self, query: String) -> Result<TicketSearch, AppError> {
+        if query.len() > 200 {
+            return Err(AppError::Invalid(vec![app::error::FieldError {
+                field: "q".into(),
+                message: "Search for at most 200 characters: an owner, a project, owner/project or a ticket id.".into(),
+            }]));
+        }
+        crate::waiting::search(&self.state.db, &self.state.waiting, &query)
+            .await
+            .map_err(internal("ticket search"))
     }
 
     async fn session(&self) -> Result<SessionInfo, AppError> {

@@ -9,6 +9,7 @@ mod requests;
 mod routing;
 mod routing_api;
 mod stats;
+mod tickets_api;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -67,6 +68,10 @@ pub fn router(state: AppState, store: &Store) -> Router {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
         })
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .fallback(leptos_axum::file_and_error_handler_with_context::<
             AppState,
             _,
@@ -86,23 +91,93 @@ pub fn router(state: AppState, store: &Store) -> Router {
         // Polled by Copr and Prometheus: no sessions, nothing but the answer.
         .merge(
             routing_api::polling_routes()
+                .merge(tickets_api::routes())
                 .route("/metrics", get(metrics))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    count_requests,
+                ))
                 .layer(axum::middleware::from_fn(security_headers))
                 .with_state(state),
         )
 }
 
-/// `/metrics`: Prometheus metrics in the OpenMetrics text format.
+/// `/metrics`: Prometheus metrics in the OpenMetrics text format, for the clients
+/// [`crate::metrics::allowed`] lets in.
 async fn metrics(
     axum::extract::State(state): axum::extract::State<AppState>,
-) -> impl axum::response::IntoResponse {
+    headers: axum::http::HeaderMap,
+    peer: Result<
+        axum::extract::ConnectInfo<std::net::SocketAddr>,
+        axum::extract::rejection::ExtensionRejection,
+    >,
+) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    let peer = peer.ok().map(|axum::extract::ConnectInfo(a)| a.ip());
+    match crate::metrics::allowed(&state.config, peer, &headers) {
+        Ok(()) => {}
+        Err(crate::metrics::Refusal::WrongToken) => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(
+                    header::WWW_AUTHENTICATE,
+                    "Bearer realm=\"copr-pools metrics\"",
+                )],
+                "That is not metrics_token.\n",
+            )
+                .into_response();
+        }
+        Err(crate::metrics::Refusal::NotAllowed) => {
+            return (
+                StatusCode::FORBIDDEN,
+                "Metrics are served to loopback clients only. Add the scraper's address to \
+                 metrics_allow, or set metrics_token and send it as a bearer token.\n",
+            )
+                .into_response();
+        }
+    }
+    if let Err(e) = state.metrics.refresh(&state.db).await {
+        tracing::error!(error = %e, "metrics: reading the state from the database failed");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The database did not answer; the next scrape will try again.\n",
+        )
+            .into_response();
+    }
     (
         [(
-            axum::http::header::CONTENT_TYPE,
+            header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         state.metrics.encode(),
     )
+        .into_response()
+}
+
+/// Counts each request by its route (the router's pattern, so paths with ids do not make
+/// new series), method and status.
+async fn count_requests(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::http::Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let method = req.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    if let Some(route) = route {
+        state.metrics.http(
+            &route,
+            &method,
+            res.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    res
 }
 
 /// Headers every web response carries: no framing by other sites (clickjacking), no MIME

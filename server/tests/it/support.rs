@@ -204,9 +204,11 @@ where
     }
 }
 
-/// The web app over a test database, called in-process.
+/// The web app over a test database, called in-process, as if from a loopback client.
 pub struct TestApp {
     pub router: axum::Router,
+    /// The same app seen from another host (for what only loopback clients may read).
+    pub remote: axum::Router,
 }
 
 impl TestApp {
@@ -224,8 +226,13 @@ impl TestApp {
             .await
             .expect("session store");
         let state = AppState::new(Arc::new(config), t.db.clone(), engine, vault(t));
+        let app = router(state, &store);
+        let from = |ip: [u8; 4]| {
+            axum::extract::connect_info::MockConnectInfo(std::net::SocketAddr::from((ip, 40000)))
+        };
         TestApp {
-            router: router(state, &store),
+            remote: app.clone().layer(from([198, 51, 100, 7])),
+            router: app.layer(from([127, 0, 0, 1])),
         }
     }
 
