@@ -82,6 +82,9 @@ echo "    $(wc -c <"$work/routing.json") bytes of JSON, ETag $etag"
 
 mkdir -p "$work/www"
 cp "$work/routing.json" "$work/www/routing.json"
+# nginx's workers run as www-data when started by root: let them read the file.
+chmod 755 "$work" "$work/www"
+chmod 644 "$work/www/routing.json"
 cat >"$work/nginx.conf" <<CONF
 worker_processes auto;
 daemon off;

@@ -13,7 +13,7 @@ use sea_orm::DatabaseConnection;
 use crate::audit::Actor;
 use crate::config::Config;
 use crate::db;
-use crate::engine::pools::{export_pools_yaml, parse_pools_yaml};
+use crate::engine::pools::export_pools_yaml;
 use crate::resources::{self, Selection};
 
 #[derive(Subcommand, Debug)]
@@ -199,7 +199,7 @@ pub async fn pools(config: &Config, command: PoolsCommand) -> anyhow::Result<()>
     match command {
         PoolsCommand::Import { file, dry_run } => {
             let text = read_input(&file)?;
-            let mut imported = match parse_pools_yaml(&text) {
+            let imported = match crate::pools::check_pools_yaml(&db, &text).await? {
                 Ok(i) => i,
                 Err(errors) => {
                     for e in &errors {
@@ -214,17 +214,6 @@ pub async fn pools(config: &Config, command: PoolsCommand) -> anyhow::Result<()>
             };
             for w in &imported.warnings {
                 eprintln!("warning: {w}");
-            }
-            let unresolved = crate::pools::resolve_credentials(&db, &mut imported).await?;
-            if !unresolved.is_empty() {
-                for e in &unresolved {
-                    eprintln!("{}: {e}", file.display());
-                }
-                bail!(
-                    "{} problem(s) in {}; nothing was imported",
-                    unresolved.len(),
-                    file.display()
-                );
             }
             if dry_run {
                 let (current, _) = crate::pools::load_all(&db).await?;

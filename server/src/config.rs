@@ -111,6 +111,7 @@ struct RawConfig {
     metrics_allow: Vec<String>,
     metrics_token: Option<Secret>,
     metrics_token_file: Option<PathBuf>,
+    pools_file: Option<PathBuf>,
 }
 
 impl Default for RawConfig {
@@ -162,6 +163,7 @@ impl Default for RawConfig {
             metrics_allow: Vec::new(),
             metrics_token: None,
             metrics_token_file: None,
+            pools_file: None,
         }
     }
 }
@@ -250,6 +252,8 @@ pub struct Config {
     pub metrics_allow: Vec<ipnet::IpNet>,
     /// A bearer token that opens `/metrics` from anywhere.
     pub metrics_token: Option<Secret>,
+    /// A resalloc `pools.yaml` that `serve` imports at start and on SIGHUP.
+    pub pools_file: Option<PathBuf>,
 }
 
 /// Why the configuration was refused.
@@ -454,7 +458,58 @@ impl Config {
                 &raw.metrics_token,
                 &raw.metrics_token_file,
             )?,
+            pools_file: raw.pools_file,
         })
+    }
+
+    /// The keys whose new value in `new` only a restart applies (a reload applies `log`,
+    /// `metrics_allow`, `metrics_token` and `pools_file`).
+    pub fn needs_restart_for(&self, new: &Config) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        macro_rules! compare {
+            ($($key:ident),+ $(,)?) => {
+                $(if format!("{:?}", self.$key) != format!("{:?}", new.$key) {
+                    keys.push(stringify!($key));
+                })+
+            };
+        }
+        compare!(
+            listen,
+            database_url,
+            database_max_connections,
+            site_root,
+            log_format,
+            log_dir,
+            xmlrpc_listen,
+            xmlrpc_max_body_bytes,
+            engine,
+            engine_period_secs,
+            livecheck_concurrency,
+            hook_env_passthrough,
+            oidc,
+            admin_groups,
+            team_groups,
+            dev_login,
+            session_inactivity_secs,
+            session_max_age_secs,
+            data_dir,
+            demo_spawners,
+            team_max_machines,
+            community_priority,
+            routing_refresh_ms,
+            spawners_dir,
+            spawner_templates,
+        );
+        // Secrets print as [redacted]: compare what they hold.
+        let exposed = |keys: &[Secret]| {
+            keys.iter()
+                .map(|k| k.expose().to_string())
+                .collect::<Vec<_>>()
+        };
+        if exposed(&self.secret_keys) != exposed(&new.secret_keys) {
+            keys.push("secret_keys");
+        }
+        keys
     }
 
     /// True when the database is SQLite (the embedded default).

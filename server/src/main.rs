@@ -70,7 +70,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match args.command.unwrap_or(Command::Serve) {
-            Command::Serve => copr_pools::serve::run(config).await,
+            Command::Serve => copr_pools::serve::run(config, args.config.clone()).await,
             Command::Migrate => cli::migrate(&config).await,
             Command::Pools(c) => cli::pools(&config, c).await,
             Command::Resource(c) => cli::resource(&config, c).await,

@@ -85,17 +85,36 @@ pub struct Metrics {
     waiting: Family<TagSetLabels, Gauge>,
     /// One refresh of the database gauges at a time, so two scrapes never interleave.
     refresh: tokio::sync::Mutex<()>,
+    /// Who may read the metrics besides loopback (`metrics_allow`, `metrics_token`); replaced
+    /// when the configuration is reloaded.
+    access: std::sync::RwLock<Access>,
+}
+
+/// `metrics_allow` and `metrics_token`.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub allow: Vec<ipnet::IpNet>,
+    pub token: Option<crate::config::Secret>,
+}
+
+impl Access {
+    pub fn from_config(config: &Config) -> Access {
+        Access {
+            allow: config.metrics_allow.clone(),
+            token: config.metrics_token.clone(),
+        }
+    }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics::new(&EngineMetrics::default())
+        Metrics::new(&EngineMetrics::default(), Access::default())
     }
 }
 
 impl Metrics {
     /// The registry, with the engine's families in it.
-    pub fn new(engine: &EngineMetrics) -> Metrics {
+    pub fn new(engine: &EngineMetrics, access: Access) -> Metrics {
         let mut registry = Registry::with_prefix("copr_pools");
         let m = Metrics {
             routing_fetches: Family::default(),
@@ -108,6 +127,7 @@ impl Metrics {
             machines: Family::default(),
             waiting: Family::default(),
             refresh: tokio::sync::Mutex::new(()),
+            access: std::sync::RwLock::new(access),
             registry: Registry::default(),
         };
         registry.register(
@@ -148,6 +168,20 @@ impl Metrics {
         );
         engine.register(&mut registry);
         Metrics { registry, ..m }
+    }
+
+    /// Replaces who may read the metrics.
+    pub fn set_access(&self, access: Access) {
+        *self.access.write().expect("metrics access lock") = access;
+    }
+
+    /// [`allowed`] with the current access settings.
+    pub fn allows(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Result<(), Refusal> {
+        allowed(
+            &self.access.read().expect("metrics access lock"),
+            peer,
+            headers,
+        )
     }
 
     /// Counts one routing request.
@@ -271,13 +305,13 @@ pub enum Refusal {
 /// from anywhere; otherwise from an address in `metrics_allow`, or from loopback unless the
 /// request came through a proxy (it carries `Forwarded` / `X-Forwarded-For`), since a
 /// reverse proxy on the same host makes every visitor look local.
-pub fn allowed(config: &Config, peer: Option<IpAddr>, headers: &HeaderMap) -> Result<(), Refusal> {
+pub fn allowed(access: &Access, peer: Option<IpAddr>, headers: &HeaderMap) -> Result<(), Refusal> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    if let (Some(expected), Some(given)) = (&config.metrics_token, bearer) {
+    if let (Some(expected), Some(given)) = (&access.token, bearer) {
         // Compared as digests: equal time whatever the first differing byte.
         let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
         return if digest(expected.expose()).as_ref() == digest(given).as_ref() {
@@ -289,7 +323,7 @@ pub fn allowed(config: &Config, peer: Option<IpAddr>, headers: &HeaderMap) -> Re
     let Some(peer) = peer.map(|p| p.to_canonical()) else {
         return Err(Refusal::NotAllowed);
     };
-    if config.metrics_allow.iter().any(|net| net.contains(&peer)) {
+    if access.allow.iter().any(|net| net.contains(&peer)) {
         return Ok(());
     }
     let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
@@ -305,11 +339,10 @@ pub fn allowed(config: &Config, peer: Option<IpAddr>, headers: &HeaderMap) -> Re
 mod tests {
     use super::*;
 
-    fn config(allow: &[&str], token: Option<&str>) -> Config {
-        Config {
-            metrics_allow: allow.iter().map(|a| a.parse().unwrap()).collect(),
-            metrics_token: token.map(crate::config::Secret::new),
-            ..Config::default()
+    fn config(allow: &[&str], token: Option<&str>) -> Access {
+        Access {
+            allow: allow.iter().map(|a| a.parse().unwrap()).collect(),
+            token: token.map(crate::config::Secret::new),
         }
     }
 

@@ -300,6 +300,24 @@ fn verb(state: PoolState) -> &'static str {
     }
 }
 
+/// A `pools.yaml` text checked as `pools import` and `pools_file` take it: parsed, validated,
+/// credentials resolved. `Err` holds every problem; nothing is saved either way.
+pub async fn check_pools_yaml(
+    db: &impl ConnectionTrait,
+    text: &str,
+) -> Result<Result<Imported, Vec<PoolError>>, DbErr> {
+    let mut imported = match crate::engine::pools::parse_pools_yaml(text) {
+        Ok(i) => i,
+        Err(errors) => return Ok(Err(errors)),
+    };
+    let unresolved = resolve_credentials(db, &mut imported).await?;
+    Ok(if unresolved.is_empty() {
+        Ok(imported)
+    } else {
+        Err(unresolved)
+    })
+}
+
 /// Turns the `credential: team/name` of imported pools into credential ids. The pool
 /// belongs to the credential's team (unless the file says otherwise, which is refused).
 pub async fn resolve_credentials(

@@ -5,6 +5,7 @@
 //! error, a panic), the server logs why, shuts the rest down and exits non-zero, so systemd
 //! (or whatever runs it) restarts it; `/readyz` reports the failed engine meanwhile.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,9 @@ use crate::state::AppState;
 use crate::web::router;
 use crate::{db, telemetry, xmlrpc};
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the server. `config_path` is the file the configuration came from (or None: then
+/// `COPR_POOLS_CONFIG`, as at startup), read again on SIGHUP.
+pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     telemetry::init(&config);
     // Hooks run as this user: keep them (and anything they start) from reading this
     // process's memory and environment (/proc/<pid>/environ, ptrace), where the database
@@ -121,6 +124,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     Err(e) => tracing::warn!(error = %e, "cannot tidy revoked credentials"),
                 }
             }
+        });
+    }
+    if let Some(file) = &config.pools_file {
+        import_pools_file(&db, file).await;
+    }
+    {
+        // SIGHUP: the reloadable settings and pools_file, again; tickets and hooks carry on.
+        let (state, stop) = (state.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let Ok(mut hangup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                tracing::warn!("cannot listen for SIGHUP; reloading needs a restart");
+                stop.cancelled().await;
+                return Ok(());
+            };
+            loop {
+                tokio::select! {
+                    _ = hangup.recv() => reload(&state, config_path.as_deref()).await,
+                    _ = stop.cancelled() => return Ok(()),
+                }
+            }
+        });
+    }
+    // Replicas on PostgreSQL wake each other (takes, closes, assignments) over LISTEN/NOTIFY.
+    if !config.is_sqlite() {
+        let (engine, stop) = (engine.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            crate::engine::signals::bridge(engine, stop).await;
+            Ok(())
         });
     }
     // The engine is awaited on its own, so that its end is seen at once.
@@ -224,6 +257,76 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
     settings.hooks.env = HookEnv::from_process(&config.hook_env_passthrough);
     settings.hooks.secrets_dir = config.data_dir.join("hook-secrets");
     settings
+}
+
+/// Imports `pools_file` like `pools import`: all or nothing, problems logged. Pools it does
+/// not name are left as they are.
+async fn import_pools_file(db: &sea_orm::DatabaseConnection, file: &Path) {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(file = %file.display(), error = %e, "cannot read pools_file; the pools stay as they were");
+            return;
+        }
+    };
+    let imported = match crate::pools::check_pools_yaml(db, &text).await {
+        Ok(Ok(i)) => i,
+        Ok(Err(problems)) => {
+            for p in &problems {
+                tracing::error!(file = %file.display(), problem = %p, "pools_file refused");
+            }
+            tracing::error!(file = %file.display(), problems = problems.len(), "pools_file has problems; the pools stay as they were");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check pools_file; the pools stay as they were");
+            return;
+        }
+    };
+    for w in &imported.warnings {
+        tracing::warn!(file = %file.display(), warning = %w, "pools_file");
+    }
+    let actor = crate::audit::Actor::System;
+    match crate::pools::save(db, &imported.pools, &actor).await {
+        Ok(saved) => tracing::info!(
+            file = %file.display(),
+            created = ?saved.created,
+            updated = ?saved.updated,
+            unchanged = saved.unchanged.len(),
+            "pools_file imported"
+        ),
+        Err(e) => {
+            tracing::error!(file = %file.display(), error = %e, "cannot save pools_file's pools")
+        }
+    }
+}
+
+/// SIGHUP: reads the configuration again and applies what can change while running (`log`,
+/// `metrics_allow`, `metrics_token`, `pools_file`); names the keys that need a restart.
+async fn reload(state: &AppState, path: Option<&Path>) {
+    tracing::info!("SIGHUP: reloading the configuration");
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "configuration not reloaded; the running one stays");
+            return;
+        }
+    };
+    if let Err(why) = telemetry::set_filter(&new.log) {
+        tracing::warn!(reason = %why, "log filter not changed");
+    }
+    state
+        .metrics
+        .set_access(crate::metrics::Access::from_config(&new));
+    let restart = state.config.needs_restart_for(&new);
+    if !restart.is_empty() {
+        tracing::warn!(keys = ?restart, "changed settings that apply at the next restart");
+    }
+    if let Some(file) = &new.pools_file {
+        import_pools_file(&state.db, file).await;
+        state.engine.wake();
+    }
+    tracing::info!("configuration reloaded");
 }
 
 async fn wait_for_signal() {

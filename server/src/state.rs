@@ -49,7 +49,10 @@ impl AppState {
                 config.routing_refresh_ms,
             ))),
             tokens: Arc::default(),
-            metrics: Arc::new(Metrics::new(engine.metrics())),
+            metrics: Arc::new(Metrics::new(
+                engine.metrics(),
+                crate::metrics::Access::from_config(&config),
+            )),
             waiting: Arc::default(),
             leptos_options: leptos_options(&config),
             oidc: config.oidc.clone().map(|c| Arc::new(Provider::new(c))),

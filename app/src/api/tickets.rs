@@ -10,6 +10,7 @@ use crate::error::AppError;
 /// Why a ticket waits: a stable `code` for tools and one sentence that names the pool, tag or
 /// limit involved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct WaitingReason {
     /// `no_pool_offers_tag`, `no_pool_offers_all_tags`, `pool_dedicated`, `pool_paused`,
     /// `pool_draining`, `pool_over_cap`, `pool_at_max`, `machine_held_for_reuse`,
@@ -30,6 +31,7 @@ pub struct WaitingReason {
 
 /// The machine a ticket got.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct TicketMachine {
     pub id: i64,
     pub name: String,
@@ -38,6 +40,7 @@ pub struct TicketMachine {
 
 /// One ticket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct TicketDetail {
     pub id: i64,
     /// `OPEN`, `CLOSED` or `FAILED`.
@@ -54,6 +57,7 @@ pub struct TicketDetail {
 
 /// Waiting tickets whose sandbox contains the text, or the ticket with that id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct TicketSearch {
     pub query: String,
     pub tickets: Vec<TicketDetail>,

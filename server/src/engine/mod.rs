@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod pools;
 pub mod runner;
+pub mod signals;
 pub mod store;
 pub mod tickets;
 
@@ -122,6 +123,8 @@ struct Inner {
     waiters: Waiters,
     stats: Stats,
     metrics: metrics::EngineMetrics,
+    /// The PostgreSQL channel wake-ups go out on, once [`signals::bridge`] knows it.
+    channel: std::sync::OnceLock<String>,
 }
 
 /// A handle on the engine: cheap to clone, shared by the runner and the APIs.
@@ -140,6 +143,7 @@ impl Engine {
                 waiters: Waiters::default(),
                 stats: Stats::default(),
                 metrics: metrics::EngineMetrics::default(),
+                channel: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -161,9 +165,48 @@ impl Engine {
         &self.inner.metrics
     }
 
-    /// Asks for a pass as soon as possible (a ticket came or went, a pool changed).
+    /// Asks for a pass as soon as possible (a ticket came or went, a pool changed): here,
+    /// and, on a replica that does not lead, on the leader through PostgreSQL.
     pub fn wake(&self) {
+        self.wake_here();
+        if !self.stats().leader
+            && let Some(channel) = self.inner.channel.get()
+        {
+            let pool = self.db().get_postgres_connection_pool().clone();
+            let channel = channel.clone();
+            tokio::spawn(async move { signals::publish(&pool, &channel, "wake").await });
+        }
+    }
+
+    /// Asks this process's runner for a pass.
+    pub fn wake_here(&self) {
         self.inner.wake.notify_one();
+    }
+
+    fn set_channel(&self, channel: String) {
+        let _ = self.inner.channel.set(channel);
+    }
+
+    /// The PostgreSQL channel this replica hears other replicas on, once it listens.
+    pub fn wake_channel(&self) -> Option<&str> {
+        self.inner.channel.get().map(String::as_str)
+    }
+
+    /// Tells the other replicas' `waitTicket` callers that these tickets got machines.
+    fn announce_assigned(&self, tickets: &[i64]) {
+        let Some(channel) = self.inner.channel.get().cloned() else {
+            return;
+        };
+        if tickets.is_empty() {
+            return;
+        }
+        let pool = self.db().get_postgres_connection_pool().clone();
+        let messages = signals::assigned_messages(tickets);
+        tokio::spawn(async move {
+            for m in messages {
+                signals::publish(&pool, &channel, &m).await;
+            }
+        });
     }
 
     async fn woken(&self) {

@@ -182,7 +182,9 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) -> Result<(
                         } => Some((*ticket, data.get(resource).cloned().unwrap_or_default())),
                         _ => None,
                     }));
-                observe_ready(&engine, output.assigned_tickets().collect(), now);
+                let assigned: Vec<i64> = output.assigned_tickets().collect();
+                engine.announce_assigned(&assigned);
+                observe_ready(&engine, assigned, now);
                 launch_hooks(
                     &engine,
                     &world,

@@ -150,6 +150,23 @@ impl Waiters {
         self.len() == 0
     }
 
+    /// Makes the waiters of these tickets re-read them (another replica assigned them).
+    pub fn poke(&self, tickets: &[i64]) {
+        let map = self.map.lock().expect("waiters lock");
+        for id in tickets {
+            if let Some(slot) = map.get(id) {
+                slot.notify.notify_waiters();
+            }
+        }
+    }
+
+    /// Makes every waiter re-read its ticket.
+    pub fn poke_all(&self) {
+        for slot in self.map.lock().expect("waiters lock").values() {
+            slot.notify.notify_waiters();
+        }
+    }
+
     /// Tells everyone waiting for these tickets that they got a machine with this data.
     /// Call only after the assignment is committed.
     pub fn assigned(&self, tickets: impl IntoIterator<Item = (i64, Vec<u8>)>) {

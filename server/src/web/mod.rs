@@ -5,6 +5,7 @@ mod backend;
 mod credentials;
 mod forms;
 mod health;
+mod openapi;
 mod requests;
 mod routing;
 mod routing_api;
@@ -55,6 +56,10 @@ pub fn router(state: AppState, store: &Store) -> Router {
         provide_context(routing.clone());
     };
     let inactivity = Duration::from_secs(state.config.session_inactivity_secs);
+    let (api_free, api_sessions) = openapi::api_routes(
+        routing_api::polling_routes().merge(tickets_api::routes()),
+        routing_api::match_routes(),
+    );
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -62,7 +67,7 @@ pub fn router(state: AppState, store: &Store) -> Router {
         .merge(handlers::routes())
         .merge(credentials::routes())
         .merge(requests::routes())
-        .merge(routing_api::match_routes())
+        .merge(api_sessions)
         .merge(routing::routes())
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = state.leptos_options.clone();
@@ -90,8 +95,7 @@ pub fn router(state: AppState, store: &Store) -> Router {
         .with_state(state.clone())
         // Polled by Copr and Prometheus: no sessions, nothing but the answer.
         .merge(
-            routing_api::polling_routes()
-                .merge(tickets_api::routes())
+            api_free
                 .route("/metrics", get(metrics))
                 .route_layer(axum::middleware::from_fn_with_state(
                     state.clone(),
@@ -115,7 +119,7 @@ async fn metrics(
     use axum::http::{StatusCode, header};
     use axum::response::IntoResponse;
     let peer = peer.ok().map(|axum::extract::ConnectInfo(a)| a.ip());
-    match crate::metrics::allowed(&state.config, peer, &headers) {
+    match state.metrics.allows(peer, &headers) {
         Ok(()) => {}
         Err(crate::metrics::Refusal::WrongToken) => {
             return (

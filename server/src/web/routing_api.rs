@@ -8,27 +8,69 @@
 //! [`crate::routing::served`]); tokens found valid are remembered for a few seconds
 //! ([`crate::tokens::TokenMemory`]).
 
-use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::openapi::{ApiErrorBody, MatchAnswer, MatchedRule, RoutingDocument};
 
 use crate::auth::current::MaybeUser;
 use crate::state::AppState;
 
-/// The polling routes (no sessions).
-pub fn polling_routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/routing", get(|s, h| serve(s, h, false)))
-        .route("/api/v1/routing/copr.conf", get(|s, h| serve(s, h, true)))
+/// The polling routes (no sessions), with their OpenAPI description.
+pub fn polling_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(routing_json))
+        .routes(routes!(routing_python))
 }
 
 /// The match route (a token or a session).
-pub fn match_routes() -> Router<AppState> {
-    Router::new().route("/api/v1/routing/match", get(route_one))
+pub fn match_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(route_one))
+}
+
+/// The enabled rules in order, as Copr's frontend applies them.
+#[utoipa::path(
+    get,
+    path = "/api/v1/routing",
+    tag = "routing",
+    security(("bearer" = [])),
+    params(("If-None-Match" = Option<String>, Header, description = "The ETag of the rules the caller has")),
+    responses(
+        (status = 200, description = "The rules", body = RoutingDocument,
+            headers(("ETag" = String, description = "Strong; changes with the routing version"))),
+        (status = 304, description = "The caller's rules are current"),
+        (status = 401, description = "No token, or not a live one", body = ApiErrorBody),
+        (status = 503, description = "The database did not answer", body = ApiErrorBody),
+    )
+)]
+async fn routing_json(state: State<AppState>, headers: HeaderMap) -> Response {
+    serve(state, headers, false).await
+}
+
+/// The same rules as Copr's `EXTRA_BUILDCHROOT_TAGS = [...]`, valid Python to include in
+/// `copr.conf`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/routing/copr.conf",
+    tag = "routing",
+    security(("bearer" = [])),
+    params(("If-None-Match" = Option<String>, Header, description = "The ETag of the file the caller has")),
+    responses(
+        (status = 200, description = "The Python assignment", content_type = "text/x-python", body = String,
+            headers(("ETag" = String, description = "Strong; changes with the routing version"))),
+        (status = 304, description = "The caller's file is current"),
+        (status = 401, description = "No token, or not a live one", body = ApiErrorBody),
+        (status = 503, description = "The database did not answer", body = ApiErrorBody),
+    )
+)]
+async fn routing_python(state: State<AppState>, headers: HeaderMap) -> Response {
+    serve(state, headers, true).await
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {
@@ -128,18 +170,38 @@ async fn serve(State(state): State<AppState>, headers: HeaderMap, python: bool) 
         .into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct BuildQuery {
+    /// A user, or `@group`.
     #[serde(default)]
     owner: String,
+    /// A project, or `project:pr:123` for a pull-request directory.
     #[serde(default)]
     project: String,
+    /// A chroot, such as `fedora-rawhide-x86_64`.
     #[serde(default)]
     chroot: String,
+    /// A package name.
     #[serde(default)]
     package: String,
 }
 
+/// Which tags one build gets and which rules gave them: the build string
+/// `owner/project[:dirsuffix]/chroot/package`, each rule applied as Python's `re.match`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/routing/match",
+    tag = "routing",
+    security(("bearer" = []), ("session" = [])),
+    params(BuildQuery),
+    responses(
+        (status = 200, description = "The tags and the rules that gave them", body = MatchAnswer),
+        (status = 401, description = "Neither a token nor a session", body = ApiErrorBody),
+        (status = 422, description = "A part of the build is missing or malformed", body = ApiErrorBody),
+        (status = 503, description = "The database did not answer", body = ApiErrorBody),
+    )
+)]
 async fn route_one(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -185,11 +247,18 @@ async fn route_one(
     };
     let (tags, rules) = snapshot.route(&build);
     state.metrics.routing_fetch(token_label, "match", 200);
-    axum::Json(json!({
-        "build": build,
-        "version": snapshot.version,
-        "tags": tags,
-        "rules": rules.iter().map(|r| json!({ "position": r.position, "pattern": r.pattern, "tags": r.tags })).collect::<Vec<_>>(),
-    }))
+    axum::Json(MatchAnswer {
+        build,
+        version: snapshot.version,
+        tags,
+        rules: rules
+            .iter()
+            .map(|r| MatchedRule {
+                position: r.position,
+                pattern: r.pattern.clone(),
+                tags: r.tags.clone(),
+            })
+            .collect(),
+    })
     .into_response()
 }

@@ -298,3 +298,75 @@ async fn a_stalled_lock_connection_neither_stops_a_shutdown_nor_returns_to_the_p
     drop(engine);
     finish(admin, t).await;
 }
+
+/// A ticket taken on a replica that does not run the engine reaches the leader at once over
+/// LISTEN/NOTIFY, and that replica's waitTicket caller hears of the machine at once: with a
+/// 10-minute engine period and a 10-minute waiter re-read, only the wake-ups can make this
+/// finish in time.
+#[tokio::test]
+async fn a_ticket_taken_on_a_standby_replica_is_served_without_waiting_for_a_pass() {
+    if !postgres_available().await {
+        return;
+    }
+    use copr_pools::engine::{signals, tickets};
+    let t = TestDb::new(crate::support::Kind::Postgres).await;
+    let mut p = PoolConfig::new("powerful", "echo 10.0.0.7", "true");
+    p.tags = vec![Tag::new("copr_builder", 0)];
+    p.tags_on_demand = vec![Tag::new("on_demand_powerful", 0)];
+    copr_pools::pools::save(&t.db, &[p], &Actor::System)
+        .await
+        .unwrap();
+    let mut settings = engine_settings(t.dir.path());
+    settings.period = Duration::from_secs(600);
+    let leader = Engine::new(t.db.clone(), settings.clone());
+    let standby = Engine::new(t.db.clone(), settings);
+    let stop = CancellationToken::new();
+    for e in [&leader, &standby] {
+        let (e, s) = (e.clone(), stop.clone());
+        tokio::spawn(signals::bridge(e, s));
+    }
+    let run = {
+        let (e, s) = (leader.clone(), stop.clone());
+        tokio::spawn(async move { e.run(s).await })
+    };
+    let (l, s) = (leader.clone(), standby.clone());
+    eventually(
+        "both replicas to listen and one to lead",
+        Duration::from_secs(20),
+        || {
+            let ready =
+                l.stats().leader && l.wake_channel().is_some() && s.wake_channel().is_some();
+            async move { ready.then_some(()) }
+        },
+    )
+    .await;
+    // Let the leader's first pass (which finds nothing to do) end.
+    let passes = leader.stats().passes;
+    eventually("the first pass", Duration::from_secs(20), || {
+        let done = leader.stats().passes > passes || passes > 0;
+        async move { done.then_some(()) }
+    })
+    .await;
+
+    let id = tickets::take(
+        &t.db,
+        vec!["copr_builder".into(), "on_demand_powerful".into()],
+        None,
+    )
+    .await
+    .unwrap();
+    standby.wake();
+    let data = tokio::time::timeout(
+        Duration::from_secs(30),
+        tickets::wait(&t.db, standby.waiters(), id, Duration::from_secs(600)),
+    )
+    .await
+    .expect("the standby's waiter heard of the machine")
+    .unwrap()
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&data).trim(), "10.0.0.7");
+
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    t.cleanup().await;
+}

@@ -9,6 +9,7 @@ mod engine;
 mod leader;
 mod observe;
 mod oidc;
+mod openapi;
 mod process;
 mod requests;
 mod routing;

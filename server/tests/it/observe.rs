@@ -192,6 +192,9 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
         })
 }
 
+/// A sample: family, labels, the least value.
+type Expected = (&'static str, &'static [(&'static str, &'static str)], f64);
+
 /// The status `/metrics` answers through `router` with these headers.
 async fn status_of(router: &axum::Router, headers: &[(&str, &str)]) -> http::StatusCode {
     use tower::ServiceExt;
@@ -252,7 +255,7 @@ async fn metrics_parse_and_stay_private() {
         let scrape = parse(&text);
         // (family, labels, at least): the state every replica reads from the database, and
         // what this process counted.
-        let expected: &[(&str, &[(&str, &str)], f64)] = &[
+        let expected: &[Expected] = &[
             ("copr_pools_pools", &[("state", "active")], 1.0),
             ("copr_pools_pools", &[("state", "retired")], 0.0),
             (

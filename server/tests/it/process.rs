@@ -506,3 +506,75 @@ async fn keys_are_generated_unreadable_secrets_reported_at_startup_and_rotation_
     })
     .await;
 }
+
+#[tokio::test]
+async fn sighup_reloads_pools_file_without_dropping_tickets() {
+    crate::support::each_db(|t| async move {
+        use copr_pools::engine::tickets;
+
+        use crate::support::{Server, copr_pools};
+        let (web, rpc) = (free_port(), free_port());
+        let pools = t.dir.path().join("pools.yaml");
+        let one = "reload:\n  max: 1\n  max_prealloc: 1\n  tags: [copr_builder]\n  \
+                   cmd_new: echo 10.0.0.1\n  cmd_delete: 'true'\n";
+        std::fs::write(&pools, one).unwrap();
+        let conf = t.dir.path().join("copr-pools.toml");
+        std::fs::write(&conf, format!("pools_file = {:?}\n", pools.display().to_string())).unwrap();
+        let env: Vec<(String, String)> = vec![
+            ("COPR_POOLS_LISTEN".into(), format!("127.0.0.1:{web}")),
+            ("COPR_POOLS_XMLRPC_LISTEN".into(), format!("127.0.0.1:{rpc}")),
+            ("COPR_POOLS_CONFIG".into(), conf.display().to_string()),
+        ];
+        let client = copr_pools::bench::RpcClient::new(&format!("http://127.0.0.1:{rpc}/RPC2"));
+        let mut server = Server::start(&t, &env, &client).await;
+        let ticket = i64::from(client.take(&["copr_builder"], "a/b--c").await.unwrap());
+        let db = t.db.clone();
+        let ready = || {
+            let db = db.clone();
+            async move {
+                tickets::collect(&db, ticket)
+                    .await
+                    .unwrap()
+                    .filter(|v| v.ready())
+            }
+        };
+        eventually("the ticket to get a machine", Duration::from_secs(30), ready).await;
+
+        // A new pool and a higher max, on SIGHUP.
+        std::fs::write(
+            &pools,
+            one.replace("max: 1", "max: 2")
+                + "second:\n  max: 1\n  tags: [copr_builder]\n  cmd_new: 'true'\n  cmd_delete: 'true'\n",
+        )
+        .unwrap();
+        let hup = || {
+            // SAFETY: sends SIGHUP to our own child process.
+            unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+        };
+        hup();
+        let max_of = |name: &'static str| {
+            let db = db.clone();
+            async move {
+                let (pools, _) = copr_pools::pools::load_all(&db).await.unwrap();
+                pools.iter().find(|p| p.name == name).map(|p| p.max)
+            }
+        };
+        eventually("the reload to import the pools", Duration::from_secs(30), || async {
+            (max_of("reload").await == Some(2) && max_of("second").await == Some(1)).then_some(())
+        })
+        .await;
+        let view = tickets::collect(&db, ticket).await.unwrap().unwrap();
+        assert!(view.ready(), "the ticket keeps its machine across the reload");
+
+        // A broken file changes nothing and stops nothing.
+        std::fs::write(&pools, "reload:\n  max: [not a number]\n").unwrap();
+        hup();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(server.child.try_wait().unwrap().is_none(), "still serving");
+        assert_eq!(max_of("reload").await, Some(2));
+        let out = copr_pools(&t, &env).args(["ticket", "info", &ticket.to_string()]).output().unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("machine:"));
+        server.stop();
+    })
+    .await;
+}

@@ -35,7 +35,7 @@ async fn post(b: &mut Browser<'_>, path: &str, fields: Vec<(&str, &str)>, token:
     html
 }
 
-async fn get_with(
+pub(crate) async fn get_with(
     app: &TestApp,
     path: &str,
     headers: &[(&str, &str)],
