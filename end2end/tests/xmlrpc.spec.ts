@@ -1,38 +1,10 @@
 // resalloc's XML-RPC API has no authentication, like resalloc's own: it must not be usable by
 // a web page. Chromium itself posts to it here, as any page a developer has open could.
-import { request as httpRequest } from 'node:http';
 import { test, expect } from '@playwright/test';
-import { APP_XMLRPC_PORT } from '../playwright.config';
-
-const RPC = `http://127.0.0.1:${APP_XMLRPC_PORT}/RPC2`;
-
-/** A call the way resalloc's Python client makes it (Content-Type: text/xml, no Origin). */
-function call(method: string, params: string): Promise<string> {
-  const body = `<?xml version='1.0'?>\n<methodCall><methodName>${method}</methodName><params>${params}</params></methodCall>`;
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      RPC,
-      { method: 'POST', headers: { 'Content-Type': 'text/xml', 'Content-Length': Buffer.byteLength(body) } },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk) => (text += chunk));
-        res.on('end', () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`${res.statusCode} ${text}`))));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-const intParam = (id: number) => `<param><value><int>${id}</int></value></param>`;
+import { RPC, call, intParam, takeTicket } from '../rpc';
 
 test('a web page cannot close tickets through the XML-RPC API', async ({ page }) => {
-  const taken = await call(
-    'takeTicket',
-    '<param><value><array><data><value><string>copr_builder</string></value></data></array></value></param>',
-  );
-  const id = Number(/<(?:int|i4)>(\d+)<\/(?:int|i4)>/.exec(taken)?.[1]);
+  const id = await takeTicket(['copr_builder']);
   expect(id).toBeGreaterThan(0);
   const close = `<?xml version="1.0"?><methodCall><methodName>closeTicket</methodName><params>${intParam(id)}</params></methodCall>`;
 

@@ -74,7 +74,7 @@ pub fn router(state: AppState, store: &Store) -> Router {
             move || shell(options.clone())
         })
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.metrics.clone(),
             count_requests,
         ))
         .fallback(leptos_axum::file_and_error_handler_with_context::<
@@ -98,7 +98,7 @@ pub fn router(state: AppState, store: &Store) -> Router {
             api_free
                 .route("/metrics", get(metrics))
                 .route_layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
+                    state.metrics.clone(),
                     count_requests,
                 ))
                 .layer(axum::middleware::from_fn(security_headers))
@@ -162,7 +162,7 @@ async fn metrics(
 /// Counts each request by its route (the router's pattern, so paths with ids do not make
 /// new series), method and status.
 async fn count_requests(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(metrics): axum::extract::State<Arc<crate::metrics::Metrics>>,
     req: axum::http::Request<axum::body::Body>,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -174,7 +174,7 @@ async fn count_requests(
     let started = std::time::Instant::now();
     let res = next.run(req).await;
     if let Some(route) = route {
-        state.metrics.http(
+        metrics.http(
             &route,
             &method,
             res.status().as_u16(),

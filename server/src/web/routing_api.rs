@@ -8,7 +8,9 @@
 //! [`crate::routing::served`]); tokens found valid are remembered for a few seconds
 //! ([`crate::tokens::TokenMemory`]).
 
-use axum::extract::{Query, State};
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -20,7 +22,10 @@ use utoipa_axum::routes;
 use super::openapi::{ApiErrorBody, MatchAnswer, MatchedRule, RoutingDocument};
 
 use crate::auth::current::MaybeUser;
+use crate::metrics::Metrics;
+use crate::routing::served::RoutingCache;
 use crate::state::AppState;
+use crate::tokens::TokenMemory;
 
 /// The polling routes (no sessions), with their OpenAPI description.
 pub fn polling_routes() -> OpenApiRouter<AppState> {
@@ -49,7 +54,7 @@ pub fn match_routes() -> OpenApiRouter<AppState> {
         (status = 503, description = "The database did not answer", body = ApiErrorBody),
     )
 )]
-async fn routing_json(state: State<AppState>, headers: HeaderMap) -> Response {
+async fn routing_json(state: Poll, headers: HeaderMap) -> Response {
     serve(state, headers, false).await
 }
 
@@ -69,7 +74,7 @@ async fn routing_json(state: State<AppState>, headers: HeaderMap) -> Response {
         (status = 503, description = "The database did not answer", body = ApiErrorBody),
     )
 )]
-async fn routing_python(state: State<AppState>, headers: HeaderMap) -> Response {
+async fn routing_python(state: Poll, headers: HeaderMap) -> Response {
     serve(state, headers, true).await
 }
 
@@ -88,8 +93,38 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     r
 }
 
+/// What a poll needs of the state: cheap handles only, since Copr polls often (cloning the
+/// whole `AppState` per request showed in profiles of the 304 path).
+#[derive(Clone)]
+struct Poll {
+    db: sea_orm::DatabaseConnection,
+    tokens: Arc<TokenMemory>,
+    routing: Arc<RoutingCache>,
+    metrics: Arc<Metrics>,
+}
+
+impl FromRequestParts<AppState> for Poll {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        _parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Poll, Self::Rejection> {
+        Ok(Poll {
+            db: state.db.clone(),
+            tokens: state.tokens.clone(),
+            routing: state.routing.clone(),
+            metrics: state.metrics.clone(),
+        })
+    }
+}
+
 /// The token's name, when the request carries a live one.
-async fn token_name(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, Response> {
+async fn token_name(
+    tokens: &TokenMemory,
+    db: &sea_orm::DatabaseConnection,
+    headers: &HeaderMap,
+) -> Result<Option<String>, Response> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -99,7 +134,7 @@ async fn token_name(state: &AppState, headers: &HeaderMap) -> Result<Option<Stri
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .unwrap_or("");
-    match state.tokens.verify(&state.db, presented).await {
+    match tokens.verify(db, presented).await {
         Ok(name) => Ok(name),
         Err(e) => {
             tracing::error!(error = %e, "routing API: checking a token failed");
@@ -122,9 +157,9 @@ fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
         .any(|t| t == etag || t == "*")
 }
 
-async fn serve(State(state): State<AppState>, headers: HeaderMap, python: bool) -> Response {
+async fn serve(state: Poll, headers: HeaderMap, python: bool) -> Response {
     let format = if python { "python" } else { "json" };
-    let name = match token_name(&state, &headers).await {
+    let name = match token_name(&state.tokens, &state.db, &headers).await {
         Ok(Some(name)) => name,
         Ok(None) => {
             state.metrics.routing_fetch("none", format, 401);
@@ -210,7 +245,7 @@ async fn route_one(
 ) -> Response {
     let who = match user {
         Some(u) => format!("session:{}", u.username),
-        None => match token_name(&state, &headers).await {
+        None => match token_name(&state.tokens, &state.db, &headers).await {
             Ok(Some(name)) => name,
             Ok(None) => {
                 state.metrics.routing_fetch("none", "match", 401);
