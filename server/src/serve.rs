@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::session::Store;
@@ -175,6 +176,13 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
         let stop = shutdown.clone();
         let app = router(state, &store);
         tasks.spawn(async move {
+            // Small answers (a 304 to Copr's poll) go out at once, as nginx does on keep-alive
+            // connections, instead of waiting on Nagle's algorithm for the previous ACK.
+            let web = web.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
             axum::serve(
                 web,
                 app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
