@@ -3,6 +3,7 @@
 //! database without this crate knowing about it.
 
 pub mod credentials;
+pub mod pools;
 pub mod requests;
 pub mod routing;
 pub mod tickets;

@@ -25,6 +25,7 @@ use crate::components::layout::{Layout, SessionResource};
 use crate::pages::admin::AdminPage;
 use crate::pages::auth::{DevSignInPage, SignInFailedPage};
 use crate::pages::credentials::{AddCredentialPage, CredentialDetailPage};
+use crate::pages::pools::PoolDetailPage;
 use crate::pages::requests::{NewRequestPage, PriceListPage, RequestDetailPage, RequestQueuePage};
 use crate::pages::routing::{RoutingAdminPage, TokensAdminPage};
 use crate::pages::teams::{TeamPage, TeamsPage};
@@ -70,6 +71,7 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=NotFound>
                     <Route path=StaticSegment("") view=StatusPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("teams") view=TeamsPage ssr=SsrMode::Async/>
+                    <Route path=(StaticSegment("pools"), ParamSegment("name")) view=PoolDetailPage ssr=SsrMode::Async/>
                     <Route path=(StaticSegment("teams"), ParamSegment("name")) view=TeamPage ssr=SsrMode::Async/>
                     <Route path=(StaticSegment("teams"), ParamSegment("name"), StaticSegment("credentials"), StaticSegment("new")) view=AddCredentialPage ssr=SsrMode::Async/>
                     <Route path=(StaticSegment("teams"), ParamSegment("name"), StaticSegment("credentials"), ParamSegment("id")) view=CredentialDetailPage ssr=SsrMode::Async/>

@@ -74,6 +74,25 @@ pub async fn explain(db: &DatabaseConnection) -> Result<Explained, DbErr> {
     })
 }
 
+impl Explained {
+    /// A waiting ticket with its reason, as the API and pages show it.
+    pub fn detail(&self, id: i64, now: DateTime<Utc>) -> Option<TicketDetail> {
+        let t = self.world.tickets.get(&id)?;
+        let w = self.reasons.get(&id)?;
+        let taken = self.taken_at.get(&id).copied().unwrap_or(now);
+        Some(TicketDetail {
+            id,
+            state: t.state.as_str().to_string(),
+            tags: t.tags.clone(),
+            sandbox: t.sandbox.clone(),
+            age: (now - taken).num_milliseconds().max(0) as f64 / 1000.0,
+            created_at: taken.to_rfc3339(),
+            machine: None,
+            waiting_reason: Some(reason(w)),
+        })
+    }
+}
+
 /// The last explanation, reused for `max_age`.
 pub struct WaitingCache {
     max_age: Duration,
@@ -208,7 +227,7 @@ pub async fn search(
     let id: Option<i64> = query.trim_start_matches('#').parse().ok();
     let needle = query.to_lowercase();
     let now = Utc::now();
-    for (tid, w) in &explained.reasons {
+    for tid in explained.reasons.keys() {
         let Some(t) = explained.world.tickets.get(tid) else {
             continue;
         };
@@ -223,17 +242,7 @@ pub async fn search(
             out.truncated = true;
             break;
         }
-        let taken = explained.taken_at.get(tid).copied().unwrap_or(now);
-        out.tickets.push(TicketDetail {
-            id: *tid,
-            state: t.state.as_str().to_string(),
-            tags: t.tags.clone(),
-            sandbox: t.sandbox.clone(),
-            age: (now - taken).num_milliseconds().max(0) as f64 / 1000.0,
-            created_at: taken.to_rfc3339(),
-            machine: None,
-            waiting_reason: Some(reason(w)),
-        });
+        out.tickets.extend(explained.detail(*tid, now));
     }
     Ok(out)
 }

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 
 use leptos_router::hooks::use_query_map;
 
-use crate::api::tickets::{TicketSearch, search_tickets};
+use crate::api::tickets::{TicketDetail, TicketSearch, search_tickets};
 use crate::api::{PoolStatus, QueueGroup, StatusSnapshot, get_status};
 use crate::components::layout::PageHead;
 use crate::components::notice::ErrorNotice;
@@ -166,8 +166,22 @@ fn FoundTickets(found: TicketSearch) -> impl IntoView {
         .into_any();
     }
     view! {
-        <div class="table-wrap" role="region" aria-label="Matching waiting builds" tabindex="0">
-            <table class="data-table stack-on-phone" data-testid="found-tickets">
+        <WaitingTickets tickets=found.tickets label="Matching waiting builds" testid="found-tickets"/>
+        {found.truncated.then(|| view! { <p class="muted small">"Only the first 100 are shown; search for a longer part of the sandbox."</p> })}
+    }
+    .into_any()
+}
+
+/// Waiting tickets, each with its sandbox, tags, age and why it waits.
+#[component]
+pub fn WaitingTickets(
+    tickets: Vec<TicketDetail>,
+    label: &'static str,
+    testid: &'static str,
+) -> impl IntoView {
+    view! {
+        <div class="table-wrap" role="region" aria-label=label tabindex="0">
+            <table class="data-table stack-on-phone" data-testid=testid>
                 <thead><tr>
                     <th scope="col">"Ticket"</th>
                     <th scope="col">"Sandbox"</th>
@@ -175,7 +189,7 @@ fn FoundTickets(found: TicketSearch) -> impl IntoView {
                     <th scope="col">"Why"</th>
                 </tr></thead>
                 <tbody>
-                    {found.tickets.into_iter().map(|t| view! {
+                    {tickets.into_iter().map(|t| view! {
                         <tr>
                             <th scope="row"><a href=format!("/api/v1/tickets/{}", t.id)>{format!("#{}", t.id)}</a></th>
                             <td data-label="Sandbox"><code>{t.sandbox.unwrap_or_default()}</code><TagList tags=t.tags label=""/></td>
@@ -186,9 +200,7 @@ fn FoundTickets(found: TicketSearch) -> impl IntoView {
                 </tbody>
             </table>
         </div>
-        {found.truncated.then(|| view! { <p class="muted small">"Only the first 100 are shown; search for a longer part of the sandbox."</p> })}
     }
-    .into_any()
 }
 
 #[component]
@@ -286,7 +298,7 @@ fn PoolRow(pool: PoolStatus) -> impl IntoView {
     view! {
         <tr>
             <th scope="row">
-                <span class="pool-name">{pool.name}</span>
+                <a class="pool-name" href=format!("/pools/{}", pool.name)>{pool.name.clone()}</a>
                 <TagList tags=pool.tags label=""/>
                 <TagList tags=pool.tags_on_demand label="on demand"/>
                 {pool.description.map(|d| view! { <details><summary>"About"</summary><p>{d}</p></details> })}

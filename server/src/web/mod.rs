@@ -6,6 +6,7 @@ mod credentials;
 mod forms;
 mod health;
 mod openapi;
+mod pools;
 mod requests;
 mod routing;
 mod routing_api;
@@ -49,7 +50,11 @@ pub fn router(state: AppState, store: &Store) -> Router {
     let routing: Arc<dyn app::api::routing::RoutingBackend> = Arc::new(routing::ServerRouting {
         state: state.clone(),
     });
+    let pools: Arc<dyn app::api::pools::PoolsBackend> = Arc::new(pools::ServerPools {
+        state: state.clone(),
+    });
     let context = move || {
+        provide_context(pools.clone());
         provide_context(backend.clone());
         provide_context(credentials.clone());
         provide_context(requests.clone());
@@ -69,6 +74,7 @@ pub fn router(state: AppState, store: &Store) -> Router {
         .merge(requests::routes())
         .merge(api_sessions)
         .merge(routing::routes())
+        .merge(pools::routes())
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())

@@ -331,3 +331,109 @@ async fn metrics_parse_and_stay_private() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_pool_page_shows_machines_to_all_and_addresses_and_logs_to_its_team() {
+    each_db(|t| async move {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+        let engine = Engine::new(t.db.clone(), engine_settings(t.dir.path()));
+        let app = TestApp::with_engine(&t, dev_config(), engine.clone()).await;
+        // Signing in makes the team from the FAS group.
+        let mut alice = Browser::new(&app);
+        alice.dev_sign_in("alice", &["llvm"]).await;
+        let team = copr_pools::entities::teams::Entity::find()
+            .filter(copr_pools::entities::teams::Column::Name.eq("llvm"))
+            .one(&t.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut p = PoolConfig::new(
+            "llvm-x86",
+            "echo booting-llvm-builder >&2; echo 10.9.8.7",
+            "true",
+        );
+        p.tags = vec![Tag::new("copr_builder", 0)];
+        p.max_prealloc = 1;
+        p.owner_team_id = Some(team.id);
+        p.description = Some("The LLVM team's own builders".into());
+        copr_pools::pools::save(&t.db, &[p], &Actor::System)
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        let (e, s) = (engine.clone(), stop.clone());
+        tokio::spawn(async move { e.run(s).await });
+        let db = t.db.clone();
+        let machine = eventually("the preallocated machine", Duration::from_secs(20), || {
+            let db = db.clone();
+            async move {
+                copr_pools::entities::resources::Entity::find()
+                    .filter(copr_pools::entities::resources::Column::State.eq("UP"))
+                    .one(&db)
+                    .await
+                    .unwrap()
+            }
+        })
+        .await;
+        let name = machine.name.clone().unwrap();
+
+        // Anyone: the configuration, the state, the machine; no address, no logs.
+        let mut anon = Browser::new(&app);
+        let (status, _, html) = anon.get("/pools/llvm-x86").await;
+        assert_eq!(status, 200);
+        assert!(
+            html.contains("The LLVM team&#x27;s own builders")
+                || html.contains("The LLVM team's own builders"),
+            "{html}"
+        );
+        assert!(html.contains("data-testid=\"pool-config\""));
+        assert!(html.contains("cmd_new"), "the pools.yaml view: {html}");
+        assert!(html.contains(&name));
+        assert!(!html.contains("10.9.8.7"), "no address for strangers");
+        assert!(
+            !html.contains("booting-llvm-builder"),
+            "no hook logs for strangers"
+        );
+        let mut bob = Browser::new(&app);
+        bob.dev_sign_in("bob", &["packagers"]).await;
+        let (_, _, html) = bob.get("/pools/llvm-x86").await;
+        assert!(!html.contains("10.9.8.7") && !html.contains("booting-llvm-builder"));
+        assert!(
+            !html.contains("data-testid=\"pool-actions\""),
+            "bob may not pause it"
+        );
+
+        // The team: the address and the hook log; it may pause, not delete machines.
+        let (_, _, html) = alice.get("/pools/llvm-x86").await;
+        assert!(html.contains("10.9.8.7"), "{html}");
+        assert!(html.contains("booting-llvm-builder"), "{html}");
+        assert!(html.contains("data-testid=\"pool-actions\""));
+        assert!(!html.contains("/machines/"), "no delete button for members");
+        let token = alice.form_token("/pools/llvm-x86").await;
+        let delete = format!("/pools/llvm-x86/machines/{}/delete", machine.id);
+        let (status, _, _) = alice.post_form(&delete, &[("csrf_token", &token)]).await;
+        assert_eq!(status, 403);
+
+        // An admin deletes the machine from the page; it is audited.
+        let mut carol = Browser::new(&app);
+        carol.dev_sign_in("carol", &["copr-admins"]).await;
+        let token = carol.form_token("/pools/llvm-x86").await;
+        let (status, h, _) = carol.post_form(&delete, &[("csrf_token", &token)]).await;
+        assert_eq!(status, 303);
+        assert_eq!(h["location"], "/pools/llvm-x86");
+        let (_, _, html) = carol.get("/pools/llvm-x86").await;
+        assert!(html.contains("marked for deletion"), "{html}");
+        let audited = copr_pools::entities::audit_events::Entity::find()
+            .all(&t.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .any(|e| e.actor.contains("carol") && e.action == "resource.delete");
+        assert!(audited, "the deletion is in the audit log");
+
+        let (status, _, _) = anon.get("/pools/no-such-pool").await;
+        assert_eq!(status, 404);
+        stop.cancel();
+    })
+    .await;
+}

@@ -1,0 +1,228 @@
+//! A pool's page (`/pools/{name}`): what it is (its `pools.yaml`), how it is doing (state,
+//! counts, start success and time), its machines, the waiting builds it could serve with why
+//! they wait, and for the owning team and admins each machine's address and hook logs. Admins
+//! delete machines, pause, drain and retire it from here. Readable without JavaScript; once
+//! hydrated it refreshes itself, so a running hook's log grows on screen.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+
+use crate::api::pools::{MachineView, PoolPage, get_pool_page};
+use crate::api::tickets::TicketDetail;
+use crate::components::notice::ErrorNotice;
+use crate::format::{human_duration, percent};
+use crate::pages::status::WaitingTickets;
+
+/// How often the hydrated page fetches fresh numbers and logs.
+const REFRESH_MS: u64 = 3_000;
+
+#[component]
+pub fn PoolDetailPage() -> impl IntoView {
+    let params = use_params_map();
+    let name = move || params.read().get("name").unwrap_or_default();
+    let refreshes = RwSignal::new(0u64);
+    let page = Resource::new(move || (name(), refreshes.get()), |(n, _)| get_pool_page(n));
+    Effect::new(move |_| {
+        if let Ok(handle) = set_interval_with_handle(
+            move || refreshes.update(|n| *n += 1),
+            std::time::Duration::from_millis(REFRESH_MS),
+        ) {
+            on_cleanup(move || handle.clear());
+        }
+    });
+    view! {
+        <Title text=move || format!("Pool {}", name())/>
+        <Transition fallback=|| view! { <p class="muted" role="status">"Loading the pool…"</p> }>
+            {move || Suspend::new(async move {
+                match page.await {
+                    Ok(p) => view! { <PoolBody page=p/> }.into_any(),
+                    Err(error) => view! { <h1>{name()}</h1><ErrorNotice error/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn PoolBody(page: PoolPage) -> impl IntoView {
+    let s = page.status.clone();
+    let name = s.name.clone();
+    let back = format!("/pools/{name}");
+    let lede = s
+        .description
+        .clone()
+        .unwrap_or_else(|| "A pool of builder machines.".into());
+    let facts = [
+        ("State", s.state.clone()),
+        ("Max", s.max.to_string()),
+        ("Up", s.up.to_string()),
+        ("Ready", s.ready.to_string()),
+        ("Taken", s.taken.to_string()),
+        ("Starting", s.starting.to_string()),
+        ("Releasing", s.releasing.to_string()),
+        (
+            "Being deleted",
+            (s.delete_requested + s.deleting).to_string(),
+        ),
+        ("Start success", percent(s.start_success_rate)),
+        (
+            "Average start",
+            s.start_time_avg
+                .map(human_duration)
+                .unwrap_or_else(|| "–".into()),
+        ),
+    ];
+    let states: Vec<(&str, &str)> = match (s.state.as_str(), page.admin, page.may_pause) {
+        ("active", true, _) => vec![
+            ("paused", "Pause"),
+            ("draining", "Drain"),
+            ("retired", "Retire"),
+        ],
+        ("paused", true, _) => vec![
+            ("active", "Resume"),
+            ("draining", "Drain"),
+            ("retired", "Retire"),
+        ],
+        ("draining", true, _) => vec![("active", "Resume"), ("retired", "Retire")],
+        ("retired", true, _) => vec![("active", "Reactivate")],
+        ("active", false, true) => vec![("paused", "Pause")],
+        ("paused", false, true) => vec![("active", "Resume")],
+        _ => vec![],
+    };
+    let token = page.csrf_token.clone();
+    view! {
+        <div class="page-head">
+            <div>
+                <h1>"Pool " <span class="pool-name">{name.clone()}</span></h1>
+                <p class="lede">{lede}</p>
+            </div>
+        </div>
+        {page.notice.clone().map(|n| view! { <p class="alert alert-info" role="status" data-testid="notice">{n}</p> })}
+        {(!page.errors.is_empty()).then(|| view! {
+            <div class="alert alert-error" role="alert">{page.errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join(" ")}</div>
+        })}
+        <section aria-labelledby="state-title" class="section">
+            <h2 id="state-title">"State"</h2>
+            <dl class="facts" data-testid="pool-facts">
+                {facts.into_iter().map(|(k, v)| view! { <div><dt>{k}</dt><dd>{v}</dd></div> }).collect_view()}
+                {page.owner_team.clone().map(|t| view! { <div><dt>"Team"</dt><dd><a href=format!("/teams/{t}")>{t.clone()}</a></dd></div> })}
+            </dl>
+            {page.state_reason.clone().map(|r| view! { <p class="small muted state-reason">{r}</p> })}
+            {s.cap.clone().map(|c| view! {
+                <p class=if c.reached { "cap-note cap-reached" } else { "cap-note cap-warning" }>{c.text}</p>
+            })}
+            {(!states.is_empty()).then(|| view! {
+                <div class="actions" data-testid="pool-actions">
+                    {states.into_iter().map(|(state, label)| view! {
+                        <form method="post" action=format!("/pools/{}/state", name) class="inline-form">
+                            <input type="hidden" name="csrf_token" value=token.clone()/>
+                            <input type="hidden" name="state" value=state/>
+                            <input type="hidden" name="back" value=back.clone()/>
+                            <button type="submit" class="button button-secondary">{label}</button>
+                        </form>
+                    }).collect_view()}
+                </div>
+            })}
+        </section>
+        <section aria-labelledby="machines-title" class="section">
+            <h2 id="machines-title">"Machines"</h2>
+            <Machines machines=page.machines.clone() private=page.private admin=page.admin pool=name.clone() token=token.clone()/>
+        </section>
+        <section aria-labelledby="waiting-title" class="section">
+            <h2 id="waiting-title">"Waiting builds it could serve"</h2>
+            <Waiting tickets=page.waiting.clone()/>
+        </section>
+        <section aria-labelledby="config-title" class="section">
+            <h2 id="config-title">"Configuration"</h2>
+            <p class="help">"As " <code>"pools.yaml"</code> " holds it (" <code>"copr-pools pools export"</code> " prints every pool)."</p>
+            <pre class="config" data-testid="pool-config" tabindex="0">{page.config_yaml.clone()}</pre>
+        </section>
+    }
+}
+
+#[component]
+fn Machines(
+    machines: Vec<MachineView>,
+    private: bool,
+    admin: bool,
+    pool: String,
+    token: String,
+) -> impl IntoView {
+    if machines.is_empty() {
+        return view! {
+            <p class="muted" data-testid="no-machines">
+                "No machines right now. An on-demand pool starts one when a build asks for its tags; "
+                "a preallocated pool keeps its machines ready once it is active."
+            </p>
+        }
+        .into_any();
+    }
+    view! {
+        <div class="table-wrap" role="region" aria-labelledby="machines-title" tabindex="0">
+            <table class="data-table stack-on-phone" data-testid="machine-table">
+                <thead><tr>
+                    <th scope="col">"Machine"</th>
+                    <th scope="col">"State"</th>
+                    <th scope="col">"Ticket"</th>
+                    <th scope="col">"Sandbox"</th>
+                    <th scope="col" class="num">"Age"</th>
+                    <th scope="col" class="num">"Releases"</th>
+                    <th scope="col" class="num">"Livecheck failures"</th>
+                    {private.then(|| view! { <th scope="col">"Address"</th> })}
+                    {admin.then(|| view! { <th scope="col">"Actions"</th> })}
+                </tr></thead>
+                <tbody>
+                    {machines.iter().map(|m| view! {
+                        <tr>
+                            <th scope="row">{m.name.clone()} <span class="muted small">{format!(" #{}", m.id)}</span></th>
+                            <td data-label="State"><span class="badge">{m.state.clone()}</span></td>
+                            <td data-label="Ticket">{m.ticket.map(|t| view! { <a href=format!("/api/v1/tickets/{t}")>{format!("#{t}")}</a> })}</td>
+                            <td data-label="Sandbox"><code>{m.sandbox.clone().unwrap_or_default()}</code></td>
+                            <td class="num" data-label="Age">{human_duration(m.age_secs)}</td>
+                            <td class="num" data-label="Releases">{m.releases}</td>
+                            <td class="num" data-label="Livecheck failures">{m.livecheck_failures}</td>
+                            {private.then(|| view! { <td data-label="Address"><code>{m.data.clone().unwrap_or_default()}</code></td> })}
+                            {admin.then(|| view! {
+                                <td data-label="Actions">
+                                    <form method="post" action=format!("/pools/{}/machines/{}/delete", pool, m.id) class="inline-form">
+                                        <input type="hidden" name="csrf_token" value=token.clone()/>
+                                        <button type="submit" class="button button-danger button-small" aria-label=format!("Delete machine {}", m.name)>"Delete"</button>
+                                    </form>
+                                </td>
+                            })}
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+        {private.then(|| view! {
+            <h3>"Hook logs"</h3>
+            <p class="help">"The end of each hook's log (" <code>"copr-pools resource logs ID --follow"</code> " prints them whole); it grows here while a hook runs."</p>
+            {machines.into_iter().map(|m| view! {
+                <details class="hook-logs" data-testid=format!("logs-{}", m.id)>
+                    <summary>{format!("{} (#{}): {} log{}", m.name, m.id, m.logs.len(), if m.logs.len() == 1 { "" } else { "s" })}</summary>
+                    {if m.logs.is_empty() {
+                        view! { <p class="muted small">"No hook has written a log for this machine yet."</p> }.into_any()
+                    } else {
+                        m.logs.into_iter().map(|l| view! {
+                            <h4>{l.kind.clone()} {l.truncated.then_some(" (its end)")}</h4>
+                            <pre class="log" tabindex="0">{l.text}</pre>
+                        }).collect_view().into_any()
+                    }}
+                </details>
+            }).collect_view()}
+        })}
+    }
+    .into_any()
+}
+
+#[component]
+fn Waiting(tickets: Vec<TicketDetail>) -> impl IntoView {
+    if tickets.is_empty() {
+        return view! { <p class="muted" data-testid="no-waiting">"No build waits for this pool."</p> }
+            .into_any();
+    }
+    view! { <WaitingTickets tickets label="Waiting builds it could serve" testid="pool-waiting"/> }
+        .into_any()
+}
