@@ -453,11 +453,19 @@ impl Config {
             spawners_dir: raw.spawners_dir,
             spawner_templates: raw.spawner_templates,
             metrics_allow: metrics_allow(&raw.metrics_allow)?,
-            metrics_token: one_secret(
+            metrics_token: match one_secret(
                 "metrics_token",
                 &raw.metrics_token,
                 &raw.metrics_token_file,
-            )?,
+            )? {
+                Some(t) if t.expose().trim().len() < 16 => {
+                    return Err(invalid(
+                        "metrics_token",
+                        "is shorter than 16 characters; use a long random value (e.g. from `copr-pools key generate`)",
+                    ));
+                }
+                other => other,
+            },
             pools_file: raw.pools_file,
         })
     }
@@ -788,6 +796,30 @@ mod tests {
         assert!(c.oidc.is_none());
         assert!(!c.dev_login);
         assert_eq!(c.team_groups, TeamGroups::All);
+    }
+
+    #[test]
+    fn metrics_access_is_checked() {
+        let e = Config::load_from(None, env(&[("COPR_POOLS_METRICS_TOKEN", "x7q9")])).unwrap_err();
+        assert!(e.to_string().contains("metrics_token"), "{e}");
+        assert!(
+            !e.to_string().contains("x7q9"),
+            "the secret is not repeated: {e}"
+        );
+        let e = Config::load_from(None, env(&[("COPR_POOLS_METRICS_ALLOW", "10.0.0.0/33")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("metrics_allow"), "{e}");
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("COPR_POOLS_METRICS_ALLOW", "10.0.0.5,192.168.0.0/24"),
+                ("COPR_POOLS_METRICS_TOKEN", "a-long-enough-scrape-token"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.metrics_allow.len(), 2);
+        assert!(format!("{c:?}").contains("[redacted]"));
+        assert!(!format!("{c:?}").contains("a-long-enough-scrape-token"));
     }
 
     #[test]

@@ -27,6 +27,11 @@ use crate::{db, telemetry, xmlrpc};
 /// `COPR_POOLS_CONFIG`, as at startup), read again on SIGHUP.
 pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     telemetry::init(&config);
+    // Listen for SIGHUP before anything slow: its default action would end the process (and
+    // systemd counts that as a clean exit, not one to restart after) if `systemctl reload`
+    // came while the database or the migrations are still being waited for.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP")?;
     // Hooks run as this user: keep them (and anything they start) from reading this
     // process's memory and environment (/proc/<pid>/environ, ptrace), where the database
     // URL, the OIDC secret and the keys of stored secrets are. Hooks themselves are
@@ -134,13 +139,6 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
         // SIGHUP: the reloadable settings and pools_file, again; tickets and hooks carry on.
         let (state, stop) = (state.clone(), shutdown.clone());
         tasks.spawn(async move {
-            let Ok(mut hangup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                tracing::warn!("cannot listen for SIGHUP; reloading needs a restart");
-                stop.cancelled().await;
-                return Ok(());
-            };
             loop {
                 tokio::select! {
                     _ = hangup.recv() => reload(&state, config_path.as_deref()).await,
@@ -294,8 +292,27 @@ async fn import_pools_file(db: &sea_orm::DatabaseConnection, file: &Path) {
     for w in &imported.warnings {
         tracing::warn!(file = %file.display(), warning = %w, "pools_file");
     }
+    // The file holds definitions; whether a pool is paused, draining or retired, and which
+    // team owns it, are set in copr-pools and survive every reload.
+    let mut pools = imported.pools;
+    match crate::pools::load_all(db).await {
+        Ok((current, _)) => {
+            for p in &mut pools {
+                if let Some(old) = current.iter().find(|c| c.name == p.name) {
+                    p.state = old.state;
+                    if p.owner_team_id.is_none() {
+                        p.owner_team_id = old.owner_team_id;
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the stored pools; pools_file not imported");
+            return;
+        }
+    }
     let actor = crate::audit::Actor::System;
-    match crate::pools::save(db, &imported.pools, &actor).await {
+    match crate::pools::save(db, &pools, &actor).await {
         Ok(saved) => tracing::info!(
             file = %file.display(),
             created = ?saved.created,

@@ -118,9 +118,20 @@ impl WaitingCache {
 
     /// The explanation at most `max_age` old. Concurrent callers wait for one computation.
     pub async fn get(&self, db: &DatabaseConnection) -> Result<Arc<Explained>, DbErr> {
+        self.get_if(db, |_| true).await
+    }
+
+    /// [`WaitingCache::get`], computed again unless the cached explanation also satisfies
+    /// `keep` (checked under the lock, so concurrent callers share one computation).
+    pub async fn get_if(
+        &self,
+        db: &DatabaseConnection,
+        keep: impl Fn(&Explained) -> bool,
+    ) -> Result<Arc<Explained>, DbErr> {
         let mut last = self.last.lock().await;
         if let Some((when, explained)) = last.as_ref()
             && when.elapsed() < self.max_age
+            && keep(explained)
         {
             return Ok(explained.clone());
         }
@@ -128,11 +139,6 @@ impl WaitingCache {
         *last = Some((Instant::now(), explained.clone()));
         *self.computed.lock().expect("counter") += 1;
         Ok(explained)
-    }
-
-    /// Forgets the last explanation (after a change this process made).
-    pub async fn invalidate(&self) {
-        *self.last.lock().await = None;
     }
 
     pub fn computed(&self) -> u64 {
@@ -169,14 +175,9 @@ pub async fn ticket(
     };
     let waiting = row.state == "OPEN" && row.resource_id.is_none();
     let explained = if waiting {
-        // A ticket taken after the cached explanation is explained afresh.
-        let cached = cache.get(db).await?;
-        if cached.reasons.contains_key(&id) {
-            Some(cached)
-        } else {
-            cache.invalidate().await;
-            Some(cache.get(db).await?)
-        }
+        // A ticket taken after the cached explanation is explained afresh (once, however
+        // many ask at the same time).
+        Some(cache.get_if(db, |e| e.reasons.contains_key(&id)).await?)
     } else {
         None
     };

@@ -125,6 +125,8 @@ struct Inner {
     metrics: metrics::EngineMetrics,
     /// The PostgreSQL channel wake-ups go out on, once [`signals::bridge`] knows it.
     channel: std::sync::OnceLock<String>,
+    /// A wake-up for the leader is being sent.
+    wake_pending: AtomicBool,
 }
 
 /// A handle on the engine: cheap to clone, shared by the runner and the APIs.
@@ -144,6 +146,7 @@ impl Engine {
                 stats: Stats::default(),
                 metrics: metrics::EngineMetrics::default(),
                 channel: std::sync::OnceLock::new(),
+                wake_pending: AtomicBool::new(false),
             }),
         }
     }
@@ -169,12 +172,20 @@ impl Engine {
     /// and, on a replica that does not lead, on the leader through PostgreSQL.
     pub fn wake(&self) {
         self.wake_here();
+        // One message in flight at a time: a burst of takes costs one NOTIFY or two, not
+        // one connection each. The flag is cleared before sending, so nothing is missed.
         if !self.stats().leader
-            && let Some(channel) = self.inner.channel.get()
+            && self.inner.channel.get().is_some()
+            && !self.inner.wake_pending.swap(true, Ordering::AcqRel)
         {
-            let pool = self.db().get_postgres_connection_pool().clone();
-            let channel = channel.clone();
-            tokio::spawn(async move { signals::publish(&pool, &channel, "wake").await });
+            let engine = self.clone();
+            tokio::spawn(async move {
+                engine.inner.wake_pending.store(false, Ordering::Release);
+                if let Some(channel) = engine.inner.channel.get() {
+                    let pool = engine.db().get_postgres_connection_pool();
+                    signals::publish(pool, channel, "wake").await;
+                }
+            });
         }
     }
 

@@ -86,11 +86,21 @@ pub async fn bridge(engine: Engine, shutdown: CancellationToken) {
             engine.wake_here();
             engine.waiters().poke_all();
             loop {
-                let n = listener.recv().await?;
-                match parse(n.payload()) {
-                    Some(Message::Wake) => engine.wake_here(),
-                    Some(Message::Assigned(ids)) => engine.waiters().poke(&ids),
-                    None => tracing::debug!(payload = n.payload(), "unknown wake-up message"),
+                match listener.try_recv().await? {
+                    Some(n) => match parse(n.payload()) {
+                        Some(Message::Wake) => engine.wake_here(),
+                        Some(Message::Assigned(ids)) => engine.waiters().poke(&ids),
+                        None => tracing::debug!(payload = n.payload(), "unknown wake-up message"),
+                    },
+                    // The connection dropped; the next call reconnects. What was sent
+                    // meanwhile is lost: catch up.
+                    None => {
+                        tracing::warn!(
+                            "the wake-up channel to the other replicas dropped; reconnecting"
+                        );
+                        engine.wake_here();
+                        engine.waiters().poke_all();
+                    }
                 }
             }
             #[allow(unreachable_code)]

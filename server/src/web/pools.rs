@@ -45,19 +45,44 @@ fn internal(context: &'static str) -> impl FnOnce(sea_orm::DbErr) -> AppError {
     }
 }
 
-/// The end of a hook log, as text.
+/// The end of a hook log, as text, read without loading the whole file.
 fn tail(path: &std::path::Path) -> (String, bool) {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let truncated = bytes.len() > LOG_TAIL_BYTES;
-            let start = bytes.len().saturating_sub(LOG_TAIL_BYTES);
-            (
-                String::from_utf8_lossy(&bytes[start..]).into_owned(),
-                truncated,
-            )
-        }
-        Err(e) => (format!("(cannot read this log: {e})"), false),
-    }
+    use std::io::{Read, Seek, SeekFrom};
+    let read = || -> std::io::Result<(String, bool)> {
+        let mut file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        let keep = LOG_TAIL_BYTES as u64;
+        let truncated = len > keep;
+        file.seek(SeekFrom::Start(len.saturating_sub(keep)))?;
+        let mut bytes = Vec::with_capacity(len.min(keep) as usize);
+        file.take(keep).read_to_end(&mut bytes)?;
+        Ok((String::from_utf8_lossy(&bytes).into_owned(), truncated))
+    };
+    read().unwrap_or_else(|e| (format!("(cannot read this log: {e})"), false))
+}
+
+/// The hook logs of these machines, read off the async threads.
+async fn hook_logs(log_dir: std::path::PathBuf, ids: Vec<i32>) -> BTreeMap<i32, Vec<HookLog>> {
+    tokio::task::spawn_blocking(move || {
+        ids.into_iter()
+            .map(|id| {
+                let logs = log_files(&log_dir, id)
+                    .into_iter()
+                    .map(|(kind, path)| {
+                        let (text, truncated) = tail(&path);
+                        HookLog {
+                            kind: kind.as_str().to_string(),
+                            text,
+                            truncated,
+                        }
+                    })
+                    .collect();
+                (id, logs)
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
 }
 
 #[async_trait::async_trait]
@@ -129,13 +154,19 @@ impl PoolsBackend for ServerPools {
 
         let now = Utc::now();
         let log_dir = self.state.engine.settings().log_dir().to_path_buf();
-        let machines = resources::Entity::find()
+        let rows = resources::Entity::find()
             .filter(live_resources())
             .filter(resources::Column::Pool.eq(name.clone()))
             .order_by_asc(resources::Column::Id)
             .all(db)
             .await
-            .map_err(internal("machines"))?
+            .map_err(internal("machines"))?;
+        let mut logs = if private {
+            hook_logs(log_dir, rows.iter().map(|m| m.id).collect()).await
+        } else {
+            BTreeMap::new()
+        };
+        let machines = rows
             .into_iter()
             .map(|m| MachineView {
                 id: i64::from(m.id),
@@ -153,21 +184,7 @@ impl PoolsBackend for ServerPools {
                             .map(|d| String::from_utf8_lossy(d).trim().to_string())
                     })
                     .flatten(),
-                logs: if private {
-                    log_files(&log_dir, m.id)
-                        .into_iter()
-                        .map(|(kind, path)| {
-                            let (text, truncated) = tail(&path);
-                            HookLog {
-                                kind: kind.as_str().to_string(),
-                                text,
-                                truncated,
-                            }
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                },
+                logs: logs.remove(&m.id).unwrap_or_default(),
             })
             .collect();
 

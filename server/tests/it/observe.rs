@@ -312,14 +312,20 @@ async fn metrics_parse_and_stay_private() {
         let open = TestApp::with_config(
             &t,
             copr_pools::config::Config {
-                metrics_token: Some(copr_pools::config::Secret::new("scrape-me")),
+                metrics_token: Some(copr_pools::config::Secret::new(
+                    "scrape-me-scrape-me-scrape-me",
+                )),
                 ..dev_config()
             },
         )
         .await;
         let bearer = |token: &'static str| ("authorization", token);
         assert_eq!(
-            status_of(&open.remote, &[bearer("Bearer scrape-me")]).await,
+            status_of(
+                &open.remote,
+                &[bearer("Bearer scrape-me-scrape-me-scrape-me")]
+            )
+            .await,
             200
         );
         assert_eq!(

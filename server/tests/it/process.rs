@@ -566,12 +566,36 @@ async fn sighup_reloads_pools_file_without_dropping_tickets() {
         let view = tickets::collect(&db, ticket).await.unwrap().unwrap();
         assert!(view.ready(), "the ticket keeps its machine across the reload");
 
+        // An admin paused it: a reload changes its definition, not its state.
+        copr_pools::pools::set_state(
+            &db,
+            &copr_pools::audit::Actor::System,
+            "reload",
+            copr_pools::engine::model::PoolState::Paused,
+            Some("incident".into()),
+        )
+        .await
+        .unwrap();
+        std::fs::write(&pools, one.replace("max: 1", "max: 3")).unwrap();
+        hup();
+        eventually("the second reload", Duration::from_secs(30), || async {
+            (max_of("reload").await == Some(3)).then_some(())
+        })
+        .await;
+        let (stored, _) = copr_pools::pools::load_all(&db).await.unwrap();
+        let reloaded = stored.iter().find(|p| p.name == "reload").unwrap();
+        assert_eq!(
+            reloaded.state,
+            copr_pools::engine::model::PoolState::Paused,
+            "still paused"
+        );
+
         // A broken file changes nothing and stops nothing.
         std::fs::write(&pools, "reload:\n  max: [not a number]\n").unwrap();
         hup();
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert!(server.child.try_wait().unwrap().is_none(), "still serving");
-        assert_eq!(max_of("reload").await, Some(2));
+        assert_eq!(max_of("reload").await, Some(3));
         let out = copr_pools(&t, &env).args(["ticket", "info", &ticket.to_string()]).output().unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).contains("machine:"));
         server.stop();
