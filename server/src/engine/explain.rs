@@ -516,17 +516,20 @@ impl<'w> Explainer<'w> {
             p.start_on_waiting && !p.is_on_demand()
         };
         if !startable {
-            return Some(
-                Waiting::new(
-                    WaitCode::PoolPreallocTaken,
-                    format!(
-                        "Pool {name} keeps {} machine{} ready in advance and starts more only as those are taken; builds ahead of this one take them first.",
-                        p.effective_prealloc(),
-                        if p.effective_prealloc() == 1 { "" } else { "s" }
-                    ),
+            let text = if p.is_on_demand() {
+                let tags: Vec<String> = p.tags_on_demand.iter().map(|t| t.name.clone()).collect();
+                format!(
+                    "Pool {name} starts machines only for builds tagged {}; this build waits for one of its machines to be free.",
+                    tag_list(&tags)
                 )
-                .pool(name),
-            );
+            } else {
+                format!(
+                    "Pool {name} keeps {} machine{} ready in advance and starts more only as those are taken; builds ahead of this one take them first.",
+                    p.effective_prealloc(),
+                    if p.effective_prealloc() == 1 { "" } else { "s" }
+                )
+            };
+            return Some(Waiting::new(WaitCode::PoolPreallocTaken, text).pool(name));
         }
         None
     }
