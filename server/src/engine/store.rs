@@ -677,6 +677,11 @@ pub async fn pool_counts(db: &impl ConnectionTrait) -> Result<BTreeMap<String, P
         .filter(live_resources())
         .all(db)
         .await?;
+    Ok(counts_of(&rows))
+}
+
+/// [`pool_counts`] of machines already read (live ones).
+pub fn counts_of(rows: &[resources::Model]) -> BTreeMap<String, PoolCounts> {
     let mut counts: BTreeMap<String, PoolCounts> = BTreeMap::new();
     for r in rows {
         let c = counts.entry(r.pool.clone()).or_default();
@@ -696,7 +701,7 @@ pub async fn pool_counts(db: &impl ConnectionTrait) -> Result<BTreeMap<String, P
             _ => {}
         }
     }
-    Ok(counts)
+    counts
 }
 
 /// `YYYY-MM-DD` (UTC) of an instant.

@@ -21,7 +21,7 @@ use super::backend::{request_form_token, request_session, request_user};
 use super::forms::{poster, respond, take_flash};
 use crate::audit::Actor;
 use crate::auth::current::{MaybeUser, require_admin};
-use crate::engine::store::{live_resources, pool_counts};
+use crate::engine::store::{counts_of, live_resources};
 use crate::entities::{pools, resources, teams};
 use crate::resources::{Selection, log_files, request_delete};
 use crate::state::AppState;
@@ -143,17 +143,6 @@ impl PoolsBackend for ServerPools {
                     .join("; ")
             ),
         };
-        let counts = pool_counts(db).await.map_err(internal("counts"))?;
-        let month = crate::usage::this_month(db)
-            .await
-            .map_err(internal("usage"))?;
-        let cost = month.get(&name).map_or(0.0, |m| m.cost);
-        let c = counts.get(&name).cloned().unwrap_or_default();
-        let state_reason = pool.state_reason.clone();
-        let status = crate::status::pool_status(pool, &c, cost);
-
-        let now = Utc::now();
-        let log_dir = self.state.engine.settings().log_dir().to_path_buf();
         let rows = resources::Entity::find()
             .filter(live_resources())
             .filter(resources::Column::Pool.eq(name.clone()))
@@ -161,6 +150,17 @@ impl PoolsBackend for ServerPools {
             .all(db)
             .await
             .map_err(internal("machines"))?;
+        let month = crate::usage::this_month(db)
+            .await
+            .map_err(internal("usage"))?;
+        let cost = month.get(&name).map_or(0.0, |m| m.cost);
+        // Counted from this pool's machines, read once for the table below too.
+        let c = counts_of(&rows).remove(&name).unwrap_or_default();
+        let state_reason = pool.state_reason.clone();
+        let status = crate::status::pool_status(pool, &c, cost);
+
+        let now = Utc::now();
+        let log_dir = self.state.engine.settings().log_dir().to_path_buf();
         let mut logs = if private {
             hook_logs(log_dir, rows.iter().map(|m| m.id).collect()).await
         } else {
