@@ -488,6 +488,7 @@ impl Config {
             site_root,
             log_format,
             log_dir,
+            shutdown_grace_secs,
             xmlrpc_listen,
             xmlrpc_max_body_bytes,
             engine,
@@ -516,6 +517,14 @@ impl Config {
         };
         if exposed(&self.secret_keys) != exposed(&new.secret_keys) {
             keys.push("secret_keys");
+        }
+        let client_secret = |c: &Config| {
+            c.oidc
+                .as_ref()
+                .map(|o| o.client_secret.expose().to_string())
+        };
+        if client_secret(self) != client_secret(new) && !keys.contains(&"oidc") {
+            keys.push("oidc");
         }
         keys
     }
@@ -820,6 +829,34 @@ mod tests {
         assert_eq!(c.metrics_allow.len(), 2);
         assert!(format!("{c:?}").contains("[redacted]"));
         assert!(!format!("{c:?}").contains("a-long-enough-scrape-token"));
+    }
+
+    #[test]
+    fn reloads_name_what_needs_a_restart() {
+        let base = Config::load_from(None, env(&[])).unwrap();
+        let same = Config::load_from(None, env(&[])).unwrap();
+        assert!(base.needs_restart_for(&same).is_empty());
+        let grace =
+            Config::load_from(None, env(&[("COPR_POOLS_SHUTDOWN_GRACE_SECS", "99")])).unwrap();
+        assert_eq!(base.needs_restart_for(&grace), ["shutdown_grace_secs"]);
+        let log = Config::load_from(None, env(&[("COPR_POOLS_LOG", "debug")])).unwrap();
+        assert!(base.needs_restart_for(&log).is_empty(), "log is reloaded");
+        // The OIDC client secret prints as [redacted]: a change of it alone is still seen.
+        let mut a = base.clone();
+        a.oidc = Some(OidcConfig {
+            issuer: "https://id.example.org".into(),
+            client_id: "copr-pools".into(),
+            client_secret: Secret::new("first-secret"),
+            redirect_url: url::Url::parse("https://pools.example.org/auth/callback").unwrap(),
+            scopes: vec!["openid".into()],
+            username_claim: "nickname".into(),
+            groups_claim: "groups".into(),
+        });
+        let mut b = a.clone();
+        if let Some(o) = b.oidc.as_mut() {
+            o.client_secret = Secret::new("second-secret");
+        }
+        assert_eq!(a.needs_restart_for(&b), ["oidc"]);
     }
 
     #[test]
