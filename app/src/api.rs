@@ -2,6 +2,7 @@
 //! fetch it, and (server only) the [`Backend`] port through which those functions reach the
 //! database without this crate knowing about it.
 
+pub mod charts;
 pub mod credentials;
 pub mod pools;
 pub mod requests;
@@ -67,6 +68,21 @@ pub struct StatusSnapshot {
     pub queue: Vec<QueueGroup>,
     /// Unix time (seconds) at which the server took this snapshot.
     pub generated_at: i64,
+}
+
+/// What the status page's live stream sends: the sections that changed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusUpdate {
+    pub pools: Option<Vec<PoolStatus>>,
+    pub queue: Option<Vec<QueueGroup>>,
+    pub charts: Option<Vec<charts::Chart>>,
+}
+
+/// What a team page's live stream sends: the sections that changed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TeamUpdate {
+    pub pools: Option<Vec<PoolBrief>>,
+    pub charts: Option<Vec<charts::Chart>>,
 }
 
 /// The signed-in user, as the navigation shows them.

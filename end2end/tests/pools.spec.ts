@@ -40,16 +40,34 @@ test.describe('without JavaScript', () => {
     await expect(page.getByTestId('pool-config')).toContainText('shown to the owning team and admins');
     await expect(page.getByRole('heading', { name: 'Waiting builds it could serve' })).toBeVisible();
   });
+
+  test('the charts are drawn on the server and switch range by link', async ({ page }) => {
+    await page.goto('/pools/e2e_page');
+    // The engine samples at its first pass of each interval, and counted the machine's start.
+    const machines = page.getByRole('img', { name: /Machines by state and waiting builds, last 24 hours/ });
+    await expect(machines).toBeVisible();
+    await expect(page.getByRole('img', { name: /Start success, last 24 hours/ })).toBeVisible();
+    await expect(page.getByRole('figure', { name: /Machines by state/ })).toContainText('Last sample:');
+    await page.getByRole('link', { name: 'Last 90 days' }).click();
+    await expect(page).toHaveURL('/pools/e2e_page?range=90d');
+    await expect(page.getByRole('link', { name: 'Last 90 days' })).toHaveAttribute('aria-current', 'page');
+    await expect(page.getByRole('figure', { name: /Machines by state and waiting builds, last 90 days/ })).toBeVisible();
+  });
 });
 
 test('hydrated, the machine appears without a reload and the page is accessible', async ({ page }) => {
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(String(e)));
+  // The page follows its live stream once hydrated.
+  const stream = page.waitForRequest((r) => r.url().includes('/events/pools/e2e_page'));
   await page.goto('/pools/e2e_page');
+  await stream;
   const machines = page.getByTestId('machine-table');
   await expect(machines).toContainText('UP', { timeout: 30_000 });
   const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa']).analyze();
   expect(results.violations.map((v) => `${v.id}: ${v.help}`)).toEqual([]);
+  // The charts keep their accessible names after the stream has replaced them.
+  await expect(page.getByRole('img', { name: /Machines by state and waiting builds/ })).toBeVisible();
   await page.setViewportSize({ width: 390, height: 844 });
   const width = await page.evaluate(() => document.documentElement.scrollWidth);
   expect(width).toBeLessThanOrEqual(390);

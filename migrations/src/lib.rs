@@ -12,6 +12,7 @@ mod m20261128_000002_engine;
 mod m20261128_000003_credentials;
 mod m20261128_000004_requests_and_usage;
 mod m20261128_000005_routing_service;
+mod m20261128_000006_pool_history;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_credentials::Migration),
             Box::new(m20261128_000004_requests_and_usage::Migration),
             Box::new(m20261128_000005_routing_service::Migration),
+            Box::new(m20261128_000006_pool_history::Migration),
         ]
     }
 }

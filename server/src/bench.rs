@@ -25,9 +25,11 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<()> {
     }
     crate::telemetry::init(&quiet);
     let modes: Vec<&str> = match args.mode.as_str() {
-        "all" => vec!["core", "cycles", "backlog", "routing"],
-        m @ ("core" | "cycles" | "backlog" | "routing") => vec![m],
-        other => bail!("unknown mode {other:?}; use core, cycles, backlog, routing or all"),
+        "all" => vec!["core", "cycles", "backlog", "routing", "history", "live"],
+        m @ ("core" | "cycles" | "backlog" | "routing" | "history" | "live") => vec![m],
+        other => bail!(
+            "unknown mode {other:?}; use core, cycles, backlog, routing, history, live or all"
+        ),
     };
     println!(
         "copr-pools {} bench on {} CPU(s)",
@@ -39,6 +41,11 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<()> {
             "core" => bench_core(),
             "routing" => bench_routing(),
             "cycles" => bench_cycles(config, &args).await?,
+            "history" => bench_history(&args).await?,
+            "live" => {
+                bench_live(config, &args, 0).await?;
+                bench_live(config, &args, args.pages).await?;
+            }
             _ => bench_backlog(config, &args).await?,
         }
     }
@@ -486,4 +493,254 @@ fn bench_routing() {
         matched,
         builds.len()
     );
+}
+
+/// What 90 days of history cost: 50 pools (and the total) filled to the retention limits,
+/// in rows and bytes of the database file.
+async fn bench_history(args: &BenchArgs) -> anyhow::Result<()> {
+    use crate::engine::history::{ALL, FINE, FINE_KEEP_MS, HOURLY, HOURLY_KEEP_MS};
+    use crate::entities::pool_history;
+    use sea_orm::{EntityTrait, PaginatorTrait, Set};
+    if args.database != "sqlite" {
+        bail!("--mode history measures the SQLite file; run it with --database sqlite");
+    }
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("history.sqlite");
+    let conn = db::connect(&db::DbSettings {
+        url: format!("sqlite://{}?mode=rwc", file.display()),
+        max_connections: 2,
+        schema: None,
+    })
+    .await?;
+    db::migrate(&conn).await?;
+    let before = sqlite_bytes(&conn).await?;
+    let mut pools: Vec<String> = (0..50).map(|i| format!("pool{i:02}")).collect();
+    pools.push(ALL.to_string());
+    let now = 1_800_000_000_000i64;
+    let start = Instant::now();
+    let mut rows = 0u64;
+    for (step, keep) in [(FINE, FINE_KEEP_MS), (HOURLY, HOURLY_KEEP_MS)] {
+        let step_ms = i64::from(step) * 1000;
+        let count = keep / step_ms;
+        let txn = db::begin_write(&conn).await?;
+        for pool in &pools {
+            let mut batch = Vec::new();
+            for k in 0..count {
+                let at = now - keep + k * step_ms;
+                batch.push(pool_history::ActiveModel {
+                    pool: Set(pool.clone()),
+                    step_secs: Set(step),
+                    at_ms: Set(at),
+                    ready: Set((k % 7) as f64),
+                    taken: Set((k % 11) as f64 + 0.5),
+                    starting: Set((k % 3) as f64),
+                    ending: Set((k % 2) as f64),
+                    waiting: Set((k % 13) as f64 * 1.25),
+                    samples: Set(if step == FINE { 1 } else { 12 }),
+                    starts: Set((k % 5) as i32),
+                    start_failures: Set((k % 17 == 0) as i32),
+                    assigned: Set((k % 9) as i32),
+                    to_ready_p50_ms: Set(Some(40_000 + k % 1000)),
+                    to_ready_p95_ms: Set(Some(180_000 + k % 5000)),
+                });
+                if batch.len() == 500 {
+                    rows += batch.len() as u64;
+                    pool_history::Entity::insert_many(std::mem::take(&mut batch))
+                        .exec_without_returning(&txn)
+                        .await?;
+                }
+            }
+            if !batch.is_empty() {
+                rows += batch.len() as u64;
+                pool_history::Entity::insert_many(batch)
+                    .exec_without_returning(&txn)
+                    .await?;
+            }
+        }
+        txn.commit().await?;
+    }
+    let counted = pool_history::Entity::find().count(&conn).await?;
+    let after = sqlite_bytes(&conn).await?;
+    println!(
+        "history: 50 pools + the total, {} fine rows ({} min, kept {} h) and {} hourly rows (kept {} days) each: {} rows, {:.1} MiB in SQLite ({:.0} bytes a row, index included); written in {:.1} s",
+        FINE_KEEP_MS / (i64::from(FINE) * 1000),
+        FINE / 60,
+        FINE_KEEP_MS / 3_600_000,
+        HOURLY_KEEP_MS / (i64::from(HOURLY) * 1000),
+        HOURLY_KEEP_MS / 86_400_000,
+        counted,
+        (after - before) as f64 / (1 << 20) as f64,
+        (after - before) as f64 / rows.max(1) as f64,
+        start.elapsed().as_secs_f64(),
+    );
+    let charts = Instant::now();
+    let drawn =
+        crate::charts::pool_charts(&conn, "pool07", app::api::charts::ChartRange::Quarter, now)
+            .await?;
+    let svg: usize = drawn
+        .iter()
+        .map(|c| c.svg.as_ref().map_or(0, String::len))
+        .sum();
+    println!(
+        "history: one pool's three 90-day charts read and drawn in {:.0} ms, {} KiB of SVG",
+        ms(charts.elapsed()),
+        svg / 1024
+    );
+    Ok(())
+}
+
+/// The bytes of a SQLite database's pages in use.
+async fn sqlite_bytes(conn: &sea_orm::DatabaseConnection) -> anyhow::Result<i64> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let one = |sql: &str| Statement::from_string(conn.get_database_backend(), sql.to_string());
+    let pages: i64 = conn
+        .query_one(one("PRAGMA page_count"))
+        .await?
+        .context("page_count")?
+        .try_get_by_index(0)?;
+    let free: i64 = conn
+        .query_one(one("PRAGMA freelist_count"))
+        .await?
+        .context("freelist_count")?
+        .try_get_by_index(0)?;
+    let size: i64 = conn
+        .query_one(one("PRAGMA page_size"))
+        .await?
+        .context("page_size")?
+        .try_get_by_index(0)?;
+    Ok((pages - free) * size)
+}
+
+/// This process's CPU time (user + system) and resident memory, from /proc.
+fn usage_now() -> (Duration, u64) {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let rss_kib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0);
+    (tv(ru.ru_utime) + tv(ru.ru_stime), rss_kib)
+}
+
+/// `pages` browsers follow the status page's live stream while 1,000 tickets go through 200
+/// machines (take, wait for a machine, close); prints the run's CPU time and memory, and what
+/// the browsers received. Run once with no browsers and once with them: the difference is
+/// what the open pages cost (their HTTP clients run in this process too, so it is an upper
+/// bound).
+async fn bench_live(config: &Config, args: &BenchArgs, pages: usize) -> anyhow::Result<()> {
+    let machines = args.machines.max(1);
+    let rig = rig(config, args, bench_pool("live", machines, machines)).await?;
+    wait_up(&rig.engine, machines as usize).await?;
+    let key = crate::config::Secret::new(crate::secrets::generate_key());
+    let vault = crate::credentials::Vault::new(
+        rig.engine.db().clone(),
+        Arc::new(crate::secrets::Keyring::parse(&[key])?),
+    );
+    let store = crate::auth::session::Store::new(rig.engine.db(), None).await?;
+    let state = crate::state::AppState::new(
+        Arc::new(config.clone()),
+        rig.engine.db().clone(),
+        rig.engine.clone(),
+        vault,
+    );
+    let live = state.live.clone();
+    let app = crate::web::router(state, &store);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let web = format!("http://{}", listener.local_addr()?);
+    {
+        let s = rig.stop.clone();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(s.cancelled_owned())
+            .await
+        });
+    }
+    let (cpu0, rss0) = usage_now();
+    let messages = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let mut readers = Vec::new();
+    for _ in 0..pages {
+        let (http, url, messages, bytes) = (
+            http.clone(),
+            format!("{web}/events/status"),
+            messages.clone(),
+            bytes.clone(),
+        );
+        readers.push(tokio::spawn(async move {
+            let mut res = http.get(url).send().await?.error_for_status()?;
+            while let Some(chunk) = res.chunk().await? {
+                bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                let n = chunk.windows(5).filter(|w| w == b"data:").count();
+                messages.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    // Every page has its first message before the run starts.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while messages.load(Ordering::Relaxed) < pages as u64 {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {pages} pages got their first message in 60 s",
+                messages.load(Ordering::Relaxed)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (cpu1, rss1) = usage_now();
+    let first = messages.load(Ordering::Relaxed);
+
+    let client = RpcClient::new(&rig.url);
+    let start = Instant::now();
+    let mut runs = Vec::new();
+    for i in 0..args.tickets {
+        let client = client.clone();
+        runs.push(tokio::spawn(async move {
+            let id = client
+                .take(&["arch_x86_64", "copr_builder"], &format!("owner/p{i}--u"))
+                .await?;
+            client.call("waitTicket", vec![Value::Integer(id)]).await?;
+            client.call("closeTicket", vec![Value::Integer(id)]).await?;
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for r in runs {
+        r.await??;
+    }
+    let ran = start.elapsed();
+    // Let the pages see the end of the run.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (cpu2, rss2) = usage_now();
+    println!(
+        "live ({}): {pages} status pages open; {} tickets through {machines} machines in {:.1} s; CPU {:.2} s during the run ({:.0} % of one core); memory {:.1} MiB before the pages, {:.1} MiB with them connected, {:.1} MiB after the run; pages connected with {:.2} CPU-s; each page got {:.1} messages ({:.0} KiB) during the run; {} producer(s)",
+        rig.label,
+        args.tickets,
+        ran.as_secs_f64(),
+        (cpu2 - cpu1).as_secs_f64(),
+        (cpu2 - cpu1).as_secs_f64() / (ran.as_secs_f64() + 2.0) * 100.0,
+        rss0 as f64 / 1024.0,
+        rss1 as f64 / 1024.0,
+        rss2 as f64 / 1024.0,
+        (cpu1 - cpu0).as_secs_f64(),
+        (messages.load(Ordering::Relaxed) - first) as f64 / pages.max(1) as f64,
+        bytes.load(Ordering::Relaxed) as f64 / 1024.0 / pages.max(1) as f64,
+        live.topics(),
+    );
+    for r in &readers {
+        r.abort();
+    }
+    rig.finish().await;
+    Ok(())
 }

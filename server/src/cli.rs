@@ -124,7 +124,9 @@ pub enum TicketCommand {
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// What to measure: `cycles` (N clients in Copr's call sequence), `backlog` (K tickets at
-    /// once against a smaller max), `core` (one engine pass over a synthetic world), or `all`.
+    /// once against a smaller max), `core` (one engine pass over a synthetic world), `routing`,
+    /// `history` (what 90 days of 50 pools cost), `live` (500 live status pages during a
+    /// 1,000-ticket run, against the same run without them), or `all`.
     #[arg(long, default_value = "all")]
     pub mode: String,
     /// Concurrent clients for `cycles`.
@@ -133,10 +135,13 @@ pub struct BenchArgs {
     /// How long `cycles` runs, in seconds.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
-    /// Tickets taken at once in `backlog`.
+    /// Tickets taken at once in `backlog` and `live`.
     #[arg(long, default_value_t = 1000)]
     pub tickets: usize,
-    /// Machines (total max) in `backlog`.
+    /// Status pages following the live stream in `live`.
+    #[arg(long, default_value_t = 500)]
+    pub pages: usize,
+    /// Machines (total max) in `backlog` and `live`.
     #[arg(long, default_value_t = 200)]
     pub machines: u32,
     /// Database for the run: a URL, or `sqlite` (a temporary file, the default) or

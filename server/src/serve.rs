@@ -171,6 +171,14 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
         });
     }
     {
+        // Live pages' streams never end on their own: end them with the server.
+        let (live, stop) = (state.live.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            live.stop();
+        });
+    }
+    {
         let stop = shutdown.clone();
         let app = router(state, &store);
         tasks.spawn(async move {

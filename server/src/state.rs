@@ -34,6 +34,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Why tickets wait, computed at most once a second for every reader.
     pub waiting: Arc<crate::waiting::WaitingCache>,
+    /// The pages open in browsers, kept up to date over server-sent events.
+    pub live: Arc<crate::live::Live>,
 }
 
 impl AppState {
@@ -53,7 +55,8 @@ impl AppState {
                 engine.metrics(),
                 crate::metrics::Access::from_config(&config),
             )),
-            waiting: Arc::default(),
+            waiting: Arc::new(crate::waiting::WaitingCache::following(engine.changes())),
+            live: Arc::default(),
             leptos_options: leptos_options(&config),
             oidc: config.oidc.clone().map(|c| Arc::new(Provider::new(c))),
             db,

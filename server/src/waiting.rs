@@ -93,13 +93,20 @@ impl Explained {
     }
 }
 
-/// The last explanation, reused for `max_age`.
+/// The last explanation, reused for `max_age`, or until the engine announces a change (then
+/// reused for at most [`AFTER_CHANGE`], so a burst of changes costs ten computations a
+/// second, not one per reader).
 pub struct WaitingCache {
     max_age: Duration,
-    last: tokio::sync::Mutex<Option<(Instant, Arc<Explained>)>>,
+    last: tokio::sync::Mutex<Option<(Instant, u64, Arc<Explained>)>>,
+    /// The engine's change counter ([`crate::engine::Engine::changes`]), when followed.
+    changes: Option<tokio::sync::watch::Receiver<u64>>,
     /// Counts computations, for tests and metrics.
     computed: Mutex<u64>,
 }
+
+/// How long an explanation is reused once the engine has announced a change.
+pub const AFTER_CHANGE: Duration = Duration::from_millis(100);
 
 impl Default for WaitingCache {
     fn default() -> Self {
@@ -112,7 +119,16 @@ impl WaitingCache {
         WaitingCache {
             max_age,
             last: tokio::sync::Mutex::new(None),
+            changes: None,
             computed: Mutex::new(0),
+        }
+    }
+
+    /// A cache that also recomputes soon after the engine announces a change.
+    pub fn following(changes: tokio::sync::watch::Receiver<u64>) -> WaitingCache {
+        WaitingCache {
+            changes: Some(changes),
+            ..WaitingCache::default()
         }
     }
 
@@ -128,15 +144,17 @@ impl WaitingCache {
         db: &DatabaseConnection,
         keep: impl Fn(&Explained) -> bool,
     ) -> Result<Arc<Explained>, DbErr> {
+        let generation = self.changes.as_ref().map_or(0, |c| *c.borrow());
         let mut last = self.last.lock().await;
-        if let Some((when, explained)) = last.as_ref()
+        if let Some((when, seen, explained)) = last.as_ref()
             && when.elapsed() < self.max_age
+            && (*seen == generation || when.elapsed() < AFTER_CHANGE)
             && keep(explained)
         {
             return Ok(explained.clone());
         }
         let explained = Arc::new(explain(db).await?);
-        *last = Some((Instant::now(), explained.clone()));
+        *last = Some((Instant::now(), generation, explained.clone()));
         *self.computed.lock().expect("counter") += 1;
         Ok(explained)
     }

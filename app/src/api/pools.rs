@@ -60,6 +60,33 @@ pub struct PoolPage {
     pub errors: Vec<FieldError>,
 }
 
+/// The parts of a pool page that change while it is open, as the live stream sends them:
+/// each field is there only when it changed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolUpdate {
+    /// The pool's line and why it is in its state.
+    pub status: Option<(PoolStatus, Option<String>)>,
+    pub machines: Option<Vec<MachineView>>,
+    pub waiting: Option<Vec<TicketDetail>>,
+    pub charts: Option<Vec<super::charts::Chart>>,
+}
+
+impl PoolPage {
+    /// Takes in what the live stream sent.
+    pub fn apply(&mut self, update: PoolUpdate) {
+        if let Some((status, reason)) = update.status {
+            self.status = status;
+            self.state_reason = reason;
+        }
+        if let Some(machines) = update.machines {
+            self.machines = machines;
+        }
+        if let Some(waiting) = update.waiting {
+            self.waiting = waiting;
+        }
+    }
+}
+
 /// The server side of the pool pages. Every method authorizes.
 #[cfg(feature = "ssr")]
 #[async_trait::async_trait]

@@ -1,4 +1,6 @@
 //! Pieces shared by several pages.
 
+pub mod charts;
 pub mod layout;
+pub mod live;
 pub mod notice;

@@ -1,45 +1,90 @@
 //! A pool's page (`/pools/{name}`): what it is (its `pools.yaml`), how it is doing (state,
-//! counts, start success and time), its machines, the waiting builds it could serve with why
-//! they wait, and for the owning team and admins each machine's address and hook logs. Admins
-//! delete machines, pause, drain and retire it from here. Readable without JavaScript; once
-//! hydrated it refreshes itself, so a running hook's log grows on screen.
+//! counts, start success and time, charts of its history), its machines, the waiting builds it
+//! could serve with why they wait, and for the owning team and admins each machine's address
+//! and hook logs. Admins delete machines, pause, drain and retire it from here. Readable
+//! without JavaScript; once hydrated it follows its live stream (`/events/pools/{name}`), so a
+//! running hook's log grows on screen.
+
+use std::collections::BTreeSet;
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::pools::{MachineView, PoolPage, get_pool_page};
+use crate::api::charts::{Chart, ChartRange, get_pool_charts};
+use crate::api::pools::{MachineView, PoolPage, PoolUpdate, get_pool_page};
 use crate::api::tickets::TicketDetail;
+use crate::components::charts::RangeLinks;
+use crate::components::live::{follow, hydrated};
 use crate::components::notice::ErrorNotice;
-use crate::format::{human_duration, percent};
-use crate::pages::status::WaitingTickets;
+use crate::format::{human_duration, percent, urlencode};
+use crate::pages::status::{ChartsOf, WaitingTickets, fresh_charts, use_range};
 
-/// How often the hydrated page fetches fresh numbers and logs.
-const REFRESH_MS: u64 = 3_000;
+/// The machines whose hook logs are unfolded, kept while the live stream redraws the page.
+#[derive(Clone, Copy)]
+struct OpenLogs(RwSignal<BTreeSet<i64>>);
 
 #[component]
 pub fn PoolDetailPage() -> impl IntoView {
     let params = use_params_map();
     let name = move || params.read().get("name").unwrap_or_default();
-    let refreshes = RwSignal::new(0u64);
-    let page = Resource::new(move || (name(), refreshes.get()), |(n, _)| get_pool_page(n));
-    Effect::new(move |_| {
-        if let Ok(handle) = set_interval_with_handle(
-            move || refreshes.update(|n| *n += 1),
-            std::time::Duration::from_millis(REFRESH_MS),
-        ) {
-            on_cleanup(move || handle.clear());
-        }
-    });
+    let range = use_range();
+    let hydrated = hydrated();
+    let page = Resource::new(name, get_pool_page);
+    let charts = Resource::new(
+        move || (name(), range.get()),
+        |(n, r)| get_pool_charts(n, r),
+    );
+    let latest = RwSignal::new(None::<PoolPage>);
+    let latest_charts = RwSignal::new(None::<(ChartRange, Vec<Chart>)>);
+    provide_context(OpenLogs(RwSignal::new(BTreeSet::new())));
+    follow(
+        move || {
+            format!(
+                "/events/pools/{}?range={}",
+                urlencode(&name()),
+                range.get().as_str()
+            )
+        },
+        hydrated.into(),
+        move |mut update: PoolUpdate| {
+            if let Some(c) = update.charts.take() {
+                latest_charts.set(Some((range.get_untracked(), c)));
+            }
+            if update != PoolUpdate::default() {
+                latest.update(|l| {
+                    let base = l
+                        .take()
+                        .or_else(|| page.get_untracked().and_then(Result::ok));
+                    *l = base.map(|mut p| {
+                        p.apply(update);
+                        p
+                    });
+                });
+            }
+        },
+    );
     view! {
         <Title text=move || format!("Pool {}", name())/>
         <Transition fallback=|| view! { <p class="muted" role="status">"Loading the pool…"</p> }>
-            {move || Suspend::new(async move {
-                match page.await {
-                    Ok(p) => view! { <PoolBody page=p/> }.into_any(),
-                    Err(error) => view! { <h1>{name()}</h1><ErrorNotice error/> }.into_any(),
-                }
-            })}
+            {move || {
+                let current = latest.get();
+                Suspend::new(async move {
+                    match current.map(Ok).unwrap_or(page.await) {
+                        Ok(p) => view! {
+                            <PoolBody page=p/>
+                            <section aria-labelledby="history-title" class="section">
+                                <div class="section-head">
+                                    <h2 id="history-title">"History"</h2>
+                                    {move || view! { <RangeLinks path=format!("/pools/{}", urlencode(&name())) current=range.get()/> }}
+                                </div>
+                                <ChartsOf charts latest=fresh_charts(latest_charts, range)/>
+                            </section>
+                        }.into_any(),
+                        Err(error) => view! { <h1>{name()}</h1><ErrorNotice error/> }.into_any(),
+                    }
+                })
+            }}
         </Transition>
     }
 }
@@ -149,6 +194,7 @@ fn Machines(
     pool: String,
     token: String,
 ) -> impl IntoView {
+    let open_logs = use_context::<OpenLogs>();
     if machines.is_empty() {
         return view! {
             <p class="muted" data-testid="no-machines">
@@ -199,8 +245,15 @@ fn Machines(
         {private.then(|| view! {
             <h3>"Hook logs"</h3>
             <p class="help">"The end of each hook's log (" <code>"copr-pools resource logs ID --follow"</code> " prints them whole); it grows here while a hook runs."</p>
-            {machines.into_iter().map(|m| view! {
-                <details class="hook-logs" data-testid=format!("logs-{}", m.id)>
+            {machines.into_iter().map(|m| { let id = m.id; view! {
+                <details class="hook-logs" data-testid=format!("logs-{id}")
+                    open=open_logs.is_some_and(|o| o.0.with_untracked(|set| set.contains(&id)))
+                    on:toggle=move |ev| {
+                        let open = event_target::<leptos::web_sys::Element>(&ev).has_attribute("open");
+                        if let Some(o) = open_logs {
+                            o.0.update(|set| { if open { set.insert(id); } else { set.remove(&id); } });
+                        }
+                    }>
                     <summary>{format!("{} (#{}): {} log{}", m.name, m.id, m.logs.len(), if m.logs.len() == 1 { "" } else { "s" })}</summary>
                     {if m.logs.is_empty() {
                         view! { <p class="muted small">"No hook has written a log for this machine yet."</p> }.into_any()
@@ -211,7 +264,7 @@ fn Machines(
                         }).collect_view().into_any()
                     }}
                 </details>
-            }).collect_view()}
+            }}).collect_view()}
         })}
     }
     .into_any()

@@ -1,68 +1,132 @@
 //! The public status page: every pool with its machine counts, the queue of waiting tickets,
-//! and start statistics, like Copr's own /status pages. Readable without JavaScript; once
-//! hydrated it refreshes itself every few seconds.
+//! start statistics like Copr's own /status pages, and charts of the history. Readable without
+//! JavaScript; once hydrated it follows its live stream (`/events/status`), so a change shows
+//! within a second without a reload.
 
 use leptos::prelude::*;
 
 use leptos_router::hooks::use_query_map;
 
+use crate::api::charts::{Chart, ChartRange, get_pool_charts};
 use crate::api::tickets::{TicketDetail, TicketSearch, search_tickets};
-use crate::api::{PoolStatus, QueueGroup, StatusSnapshot, get_status};
+use crate::api::{PoolStatus, QueueGroup, StatusSnapshot, StatusUpdate, get_status};
+use crate::components::charts::{ChartList, RangeLinks};
 use crate::components::layout::PageHead;
+use crate::components::live::{follow, hydrated};
 use crate::components::notice::ErrorNotice;
 use crate::error::AppError;
 use crate::format::{human_duration, percent};
 use crate::pages::requests::error_of;
 
-/// How often the hydrated page fetches fresh numbers.
-const REFRESH_MS: u64 = 5_000;
+/// The chart range a page was asked for (`?range=24h|90d`).
+pub fn use_range() -> Memo<ChartRange> {
+    let query = use_query_map();
+    Memo::new(move |_| ChartRange::parse(&query.read().get("range").unwrap_or_default()))
+}
 
 #[component]
 pub fn StatusPage() -> impl IntoView {
-    let refreshes = RwSignal::new(0u64);
     let live = RwSignal::new(true);
-    let hydrated = RwSignal::new(false);
-    let status = Resource::new(move || refreshes.get(), |_| get_status());
-
-    // Effects run only in the browser, so this marks the page as interactive and starts the
-    // refresh timer there and nowhere else.
-    Effect::new(move |_| {
-        hydrated.set(true);
-        if let Ok(handle) = set_interval_with_handle(
-            move || {
-                if live.get_untracked() {
-                    refreshes.update(|n| *n += 1);
-                }
-            },
-            std::time::Duration::from_millis(REFRESH_MS),
-        ) {
-            on_cleanup(move || handle.clear());
-        }
-    });
+    let hydrated = hydrated();
+    let range = use_range();
+    let status = Resource::new(|| (), |_| get_status());
+    let charts = Resource::new(move || range.get(), |r| get_pool_charts(String::new(), r));
+    // What the live stream brought since the page loaded (charts with the range they are of).
+    let latest = RwSignal::new(None::<StatusSnapshot>);
+    let latest_charts = RwSignal::new(None::<(ChartRange, Vec<Chart>)>);
+    follow(
+        move || format!("/events/status?range={}", range.get().as_str()),
+        Signal::derive(move || live.get() && hydrated.get()),
+        move |update: StatusUpdate| {
+            if update.pools.is_some() || update.queue.is_some() {
+                latest.update(|l| {
+                    let base = l
+                        .take()
+                        .or_else(|| status.get_untracked().and_then(Result::ok));
+                    *l = base.map(|mut s| {
+                        if let Some(pools) = update.pools {
+                            s.pools = pools;
+                        }
+                        if let Some(queue) = update.queue {
+                            s.queue = queue;
+                        }
+                        s
+                    });
+                });
+            }
+            if let Some(c) = update.charts {
+                latest_charts.set(Some((range.get_untracked(), c)));
+            }
+        },
+    );
 
     view! {
         <PageHead title="Builder pools" lede="The machines Copr builds on, pool by pool, and the builds waiting for one.">
             <LiveToggle live hydrated/>
         </PageHead>
         <Transition fallback=|| view! { <p class="muted" role="status">"Loading the pool status…"</p> }>
-            {move || Suspend::new(async move {
-                match status.await {
-                    Ok(snapshot) => view! { <StatusBody snapshot/> }.into_any(),
-                    Err(error) => view! {
-                        <div class="alert alert-error" role="alert">
-                            <strong>"The status could not be loaded. "</strong>
-                            {error.to_string()}
-                        </div>
-                    }.into_any(),
-                }
-            })}
+            {move || {
+                let current = latest.get();
+                Suspend::new(async move {
+                    match current.map(Ok).unwrap_or(status.await) {
+                        Ok(snapshot) => view! { <StatusBody snapshot/> }.into_any(),
+                        Err(error) => view! {
+                            <div class="alert alert-error" role="alert">
+                                <strong>"The status could not be loaded. "</strong>
+                                {error.to_string()}
+                            </div>
+                        }.into_any(),
+                    }
+                })
+            }}
         </Transition>
+        <section aria-labelledby="history-title" class="section">
+            <div class="section-head">
+                <h2 id="history-title">"History, all pools"</h2>
+                {move || view! { <RangeLinks path="/".to_string() current=range.get()/> }}
+            </div>
+            <ChartsOf charts latest=fresh_charts(latest_charts, range)/>
+        </section>
         <FindBuild/>
     }
 }
 
-/// Pauses and resumes the automatic refresh. Disabled until the page is hydrated, because
-/// before that there is nothing to pause.
+/// The charts the live stream brought, if they are of the range shown.
+pub fn fresh_charts(
+    latest: RwSignal<Option<(ChartRange, Vec<Chart>)>>,
+    range: Memo<ChartRange>,
+) -> Signal<Option<Vec<Chart>>> {
+    Signal::derive(move || {
+        latest
+            .get()
+            .filter(|(r, _)| *r == range.get())
+            .map(|(_, c)| c)
+    })
+}
+
+/// Charts from `charts`, or from the live stream once it brought some.
+#[component]
+pub fn ChartsOf(
+    charts: Resource<Result<Vec<Chart>, AppError>>,
+    latest: Signal<Option<Vec<Chart>>>,
+) -> impl IntoView {
+    view! {
+        <Transition fallback=|| view! { <p class="muted" role="status">"Loading the charts…"</p> }>
+            {move || {
+                let fresh = latest.get();
+                Suspend::new(async move {
+                    match fresh.map(Ok).unwrap_or(charts.await) {
+                        Ok(charts) => view! { <ChartList charts/> }.into_any(),
+                        Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                    }
+                })
+            }}
+        </Transition>
+    }
+}
+
+/// Pauses and resumes the live updates. Disabled until the page is hydrated, because before
+/// that there is nothing to pause.
 #[component]
 fn LiveToggle(live: RwSignal<bool>, hydrated: RwSignal<bool>) -> impl IntoView {
     view! {

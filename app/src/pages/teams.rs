@@ -5,13 +5,18 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
+use crate::api::charts::{Chart, get_team_charts};
 use crate::api::requests::{cap_note, get_team_requests, money};
-use crate::api::{PoolBrief, TeamSummary, TeamView, get_my_teams, get_team};
+use crate::api::{PoolBrief, TeamSummary, TeamUpdate, TeamView, get_my_teams, get_team};
 use crate::components::layout::PageHead;
+use crate::components::live::{follow, hydrated};
 use crate::components::notice::ErrorNotice;
+use crate::error::AppError;
+use crate::format::urlencode;
 use crate::pages::credentials::CredentialList;
 use crate::pages::requests::RequestTable;
 use crate::pages::routing::TeamBuildPreview;
+use crate::pages::status::ChartsOf;
 
 #[component]
 pub fn TeamsPage() -> impl IntoView {
@@ -70,22 +75,53 @@ fn TeamList(teams: Vec<TeamSummary>) -> impl IntoView {
 pub fn TeamPage() -> impl IntoView {
     let params = use_params_map();
     let name = move || params.read().get("name").unwrap_or_default();
+    let hydrated = hydrated();
     let team = Resource::new(name, get_team);
+    let charts = Resource::new(name, get_team_charts);
+    let latest = RwSignal::new(None::<TeamView>);
+    let latest_charts = RwSignal::new(None::<Vec<Chart>>);
+    follow(
+        move || format!("/events/teams/{}", urlencode(&name())),
+        hydrated.into(),
+        move |update: TeamUpdate| {
+            if let Some(c) = update.charts {
+                latest_charts.set(Some(c));
+            }
+            if let Some(pools) = update.pools {
+                latest.update(|l| {
+                    let base = l
+                        .take()
+                        .or_else(|| team.get_untracked().and_then(Result::ok));
+                    *l = base.map(|mut t| {
+                        t.pools = pools;
+                        t
+                    });
+                });
+            }
+        },
+    );
     view! {
         <Title text=move || format!("Team {}", name())/>
         <Suspense fallback=|| view! { <p class="muted" role="status">"Loading the team…"</p> }>
-            {move || Suspend::new(async move {
-                match team.await {
-                    Ok(t) => view! { <TeamBody team=t/> }.into_any(),
-                    Err(error) => view! { <h1>{name()}</h1><ErrorNotice error/> }.into_any(),
-                }
-            })}
+            {move || {
+                let current = latest.get();
+                Suspend::new(async move {
+                    match current.map(Ok).unwrap_or(team.await) {
+                        Ok(t) => view! { <TeamBody team=t charts latest_charts/> }.into_any(),
+                        Err(error) => view! { <h1>{name()}</h1><ErrorNotice error/> }.into_any(),
+                    }
+                })
+            }}
         </Suspense>
     }
 }
 
 #[component]
-fn TeamBody(team: TeamView) -> impl IntoView {
+fn TeamBody(
+    team: TeamView,
+    charts: Resource<Result<Vec<Chart>, AppError>>,
+    latest_charts: RwSignal<Option<Vec<Chart>>>,
+) -> impl IntoView {
     let requests = Resource::new(
         {
             let name = team.name.clone();
@@ -122,6 +158,12 @@ fn TeamBody(team: TeamView) -> impl IntoView {
                 view! { <PoolTable pools=team.pools.clone() token=team.csrf_token.clone() back=back.clone() admin=false/> }.into_any()
             }}
         </section>
+        {(!team.pools.is_empty()).then(|| view! {
+            <section class="section" aria-labelledby="team-usage">
+                <h2 id="team-usage">"Usage this month"</h2>
+                <ChartsOf charts latest=latest_charts.into()/>
+            </section>
+        })}
         <TeamBuildPreview team=team.name.clone()/>
         <section class="section" aria-labelledby="team-requests">
             <h2 id="team-requests">"Requests"</h2>

@@ -13,6 +13,7 @@
 
 pub mod core;
 pub mod explain;
+pub mod history;
 pub mod hooks;
 pub mod leader;
 pub mod metrics;
@@ -127,6 +128,8 @@ struct Inner {
     channel: std::sync::OnceLock<String>,
     /// A wake-up for the leader is being sent.
     wake_pending: AtomicBool,
+    /// Counts changes that pages show (tickets, machines, pools); live pages watch it.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// A handle on the engine: cheap to clone, shared by the runner and the APIs.
@@ -147,6 +150,7 @@ impl Engine {
                 metrics: metrics::EngineMetrics::default(),
                 channel: std::sync::OnceLock::new(),
                 wake_pending: AtomicBool::new(false),
+                changes: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -192,6 +196,17 @@ impl Engine {
     /// Asks this process's runner for a pass.
     pub fn wake_here(&self) {
         self.inner.wake.notify_one();
+        self.note_change();
+    }
+
+    /// Tells the live pages that what they show may have changed.
+    pub fn note_change(&self) {
+        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Announces [`Engine::note_change`]s.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes.subscribe()
     }
 
     fn set_channel(&self, channel: String) {

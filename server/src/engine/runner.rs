@@ -15,7 +15,7 @@ use super::core::{self, Action};
 use super::hooks::{self, HookRunResult, HookSpec};
 use super::model::*;
 use super::store::{self, Loaded, StoreError};
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, history};
 
 /// Passes in a row that may hit a conflict before the runner backs off a little.
 const CONFLICT_BURST: u32 = 3;
@@ -99,6 +99,7 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) -> Result<(
         pool_hooks: HashMap::new(),
     };
     let mut accounted_at: Option<Instant> = None;
+    let mut recorder = history::Recorder::default();
     let mut conflicts_in_a_row = 0u32;
     let period = engine.settings().period;
 
@@ -203,6 +204,16 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) -> Result<(
                             tracing::error!(error = %e, "cannot count the machines' usage; trying again next pass")
                         }
                     }
+                }
+                let recorded = match history::record(&db, &world, now_ms(), &mut recorder).await {
+                    Ok(wrote) => wrote,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot record the pools' history; trying again next pass");
+                        false
+                    }
+                };
+                if recorded || !output.actions.is_empty() {
+                    engine.note_change();
                 }
             }
             Err(StoreError::Conflict(why)) => {

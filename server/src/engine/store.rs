@@ -438,6 +438,7 @@ async fn apply(
             success,
             took_ms,
         } => {
+            super::history::count_start(txn, pool, now, *success).await?;
             if let Some(m) = pools::Entity::find_by_id(pool.clone()).one(txn).await? {
                 let mut am: pools::ActiveModel = m.clone().into();
                 am.start_success_rate = Set(Some(ema(

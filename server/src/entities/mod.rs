@@ -7,6 +7,7 @@ pub mod credential_secrets;
 pub mod credentials;
 pub mod memberships;
 pub mod named_counters;
+pub mod pool_history;
 pub mod pool_requests;
 pub mod pools;
 pub mod price_list;

@@ -2,9 +2,11 @@
 //! endpoints, over the state in [`crate::state`].
 
 mod backend;
+mod charts;
 mod credentials;
 mod forms;
 mod health;
+mod live;
 mod openapi;
 mod pools;
 mod requests;
@@ -53,7 +55,11 @@ pub fn router(state: AppState, store: &Store) -> Router {
     let pools: Arc<dyn app::api::pools::PoolsBackend> = Arc::new(pools::ServerPools {
         state: state.clone(),
     });
+    let charts: Arc<dyn app::api::charts::ChartsBackend> = Arc::new(charts::ServerCharts {
+        state: state.clone(),
+    });
     let context = move || {
+        provide_context(charts.clone());
         provide_context(pools.clone());
         provide_context(backend.clone());
         provide_context(credentials.clone());
@@ -75,6 +81,7 @@ pub fn router(state: AppState, store: &Store) -> Router {
         .merge(api_sessions)
         .merge(routing::routes())
         .merge(pools::routes())
+        .merge(live::routes())
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())

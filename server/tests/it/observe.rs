@@ -13,7 +13,9 @@ use copr_pools::waiting::WaitingCache;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::dev_config;
-use crate::support::{Browser, TestApp, TestDb, copr_pools, each_db, engine_settings, eventually};
+use crate::support::{
+    Browser, TestApp, TestDb, copr_pools, each_db, engine_settings, eventually, llvm_pool_up,
+};
 
 async fn powerful_pool(t: &TestDb) {
     let mut p = PoolConfig::new("powerful", "true", "true");
@@ -170,6 +172,18 @@ async fn one_explanation_serves_every_reader_for_a_second() {
         assert!(detail.waiting_reason.is_some());
         assert_eq!(cache.computed(), 2);
         let _ = id;
+
+        // Following the engine: a change is explained afresh soon after, not a second later.
+        let (bump, changes) = tokio::sync::watch::channel(0u64);
+        let following = WaitingCache::following(changes);
+        following.get(&t.db).await.unwrap();
+        following.get(&t.db).await.unwrap();
+        assert_eq!(following.computed(), 1);
+        bump.send_modify(|n| *n += 1);
+        tokio::time::sleep(copr_pools::waiting::AFTER_CHANGE).await;
+        following.get(&t.db).await.unwrap();
+        following.get(&t.db).await.unwrap();
+        assert_eq!(following.computed(), 2);
     })
     .await;
 }
@@ -341,46 +355,14 @@ async fn metrics_parse_and_stay_private() {
 #[tokio::test]
 async fn a_pool_page_shows_machines_to_all_and_addresses_and_logs_to_its_team() {
     each_db(|t| async move {
-        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        use sea_orm::EntityTrait;
 
         let engine = Engine::new(t.db.clone(), engine_settings(t.dir.path()));
         let app = TestApp::with_engine(&t, dev_config(), engine.clone()).await;
         // Signing in makes the team from the FAS group.
         let mut alice = Browser::new(&app);
         alice.dev_sign_in("alice", &["llvm"]).await;
-        let team = copr_pools::entities::teams::Entity::find()
-            .filter(copr_pools::entities::teams::Column::Name.eq("llvm"))
-            .one(&t.db)
-            .await
-            .unwrap()
-            .unwrap();
-        let mut p = PoolConfig::new(
-            "llvm-x86",
-            "echo booting-llvm-builder >&2; echo 10.9.8.7",
-            "true",
-        );
-        p.tags = vec![Tag::new("copr_builder", 0)];
-        p.max_prealloc = 1;
-        p.owner_team_id = Some(team.id);
-        p.description = Some("The LLVM team's own builders".into());
-        copr_pools::pools::save(&t.db, &[p], &Actor::System)
-            .await
-            .unwrap();
-        let stop = CancellationToken::new();
-        let (e, s) = (engine.clone(), stop.clone());
-        tokio::spawn(async move { e.run(s).await });
-        let db = t.db.clone();
-        let machine = eventually("the preallocated machine", Duration::from_secs(20), || {
-            let db = db.clone();
-            async move {
-                copr_pools::entities::resources::Entity::find()
-                    .filter(copr_pools::entities::resources::Column::State.eq("UP"))
-                    .one(&db)
-                    .await
-                    .unwrap()
-            }
-        })
-        .await;
+        let (stop, machine) = llvm_pool_up(&t, &engine, Some("The LLVM team's own builders")).await;
         let name = machine.name.clone().unwrap();
 
         // Anyone: the configuration, the state, the machine; no address, no logs.

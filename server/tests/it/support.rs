@@ -295,6 +295,32 @@ impl<'a> Browser<'a> {
         }
     }
 
+    /// Opens a server-sent event stream as this browser's EventSource would.
+    pub async fn events(&mut self, path: &str) -> (http::StatusCode, http::HeaderMap, Events) {
+        use tower::ServiceExt;
+        let req = http::Request::get(path)
+            .header("cookie", self.cookie_header())
+            .header("accept", "text/event-stream")
+            .body(Body::empty())
+            .unwrap();
+        let res = self
+            .app
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("router answers");
+        let (status, headers) = (res.status(), res.headers().clone());
+        (
+            status,
+            headers,
+            Events {
+                body: res.into_body(),
+                buf: String::new(),
+            },
+        )
+    }
+
     pub async fn get(&mut self, path: &str) -> (http::StatusCode, http::HeaderMap, String) {
         let req = http::Request::get(path)
             .header("cookie", self.cookie_header())
@@ -570,4 +596,97 @@ async fn pump(
             return;
         }
     }
+}
+
+/// A server-sent event stream being read.
+pub struct Events {
+    body: Body,
+    buf: String,
+}
+
+impl Events {
+    /// The data of the next message (comments and keep-alives skipped), or `None` when the
+    /// stream ends or nothing comes within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Option<String> {
+        use http_body_util::BodyExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(i) = self.buf.find("\n\n") {
+                let message: String = self.buf.drain(..i + 2).collect();
+                let data: Vec<&str> = message
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                    .collect();
+                if data.is_empty() {
+                    continue;
+                }
+                return Some(data.join("\n"));
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame())
+                .await
+                .ok()??
+                .ok()?;
+            if let Ok(bytes) = frame.into_data() {
+                self.buf.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
+
+    /// The next message as JSON.
+    pub async fn next_json(&mut self, wait: Duration) -> Option<serde_json::Value> {
+        let data = self.next(wait).await?;
+        Some(serde_json::from_str(&data).unwrap_or_else(|e| panic!("{e}: {data}")))
+    }
+}
+
+/// Team `llvm`'s pool `llvm-x86` (the team exists once someone in the group signed in) with
+/// one preallocated machine up: its address is `10.9.8.7` and its alloc log says
+/// `booting-llvm-builder`. The engine runs until the returned token is cancelled.
+pub async fn llvm_pool_up(
+    t: &TestDb,
+    engine: &Engine,
+    description: Option<&str>,
+) -> (
+    tokio_util::sync::CancellationToken,
+    copr_pools::entities::resources::Model,
+) {
+    use copr_pools::engine::model::{PoolConfig, Tag};
+    use copr_pools::entities::{resources, teams};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    let team = teams::Entity::find()
+        .filter(teams::Column::Name.eq("llvm"))
+        .one(&t.db)
+        .await
+        .unwrap()
+        .expect("team llvm: sign a member in first");
+    let mut p = PoolConfig::new(
+        "llvm-x86",
+        "echo booting-llvm-builder >&2; echo 10.9.8.7",
+        "true",
+    );
+    p.tags = vec![Tag::new("copr_builder", 0)];
+    p.max_prealloc = 1;
+    p.owner_team_id = Some(team.id);
+    p.description = description.map(str::to_string);
+    copr_pools::pools::save(&t.db, &[p], &copr_pools::audit::Actor::System)
+        .await
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (e, s) = (engine.clone(), stop.clone());
+    tokio::spawn(async move { e.run(s).await });
+    let db = t.db.clone();
+    let machine = eventually("the preallocated machine", Duration::from_secs(20), || {
+        let db = db.clone();
+        async move {
+            resources::Entity::find()
+                .filter(resources::Column::State.eq("UP"))
+                .one(&db)
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    (stop, machine)
 }

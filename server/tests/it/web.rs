@@ -37,8 +37,8 @@ async fn readyz_is_unavailable_until_migrations_ran() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         v["pending_migrations"].as_array().map(Vec::len),
-        Some(5),
-        "{body}"
+        Some(<migrations::Migrator as migrations::MigratorTrait>::migrations().len()),
+        "every migration is pending: {body}"
     );
     t.cleanup().await;
 }
