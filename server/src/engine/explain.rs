@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use super::core::{on_demand_tags, waiting_order};
+use super::core::{REUSE_BONUS, on_demand_tags, waiting_order};
 use super::model::*;
 
 /// What the explanation needs beside the world.
@@ -342,27 +342,35 @@ impl<'w> Explainer<'w> {
     /// a ready one, one being released, one starting. Claims it, so tickets behind this one
     /// do not count it again.
     fn claim_existing(&mut self, ticket: &'w Ticket, serving: &[&'w Pool]) -> Option<Waiting> {
+        if let Some((id, reused)) = self.best_ready(ticket) {
+            for ids in self.ready.values_mut().chain(self.reserved.values_mut()) {
+                ids.retain(|&x| x != id);
+            }
+            let pool = &self.world.resources[&id].pool;
+            return Some(self.existing(id, pool, reused));
+        }
+        // No ready machine takes it: one on its way (being released, or starting).
         if let Some(sandbox) = ticket.sandbox.as_deref() {
             let mut by_name: Vec<&str> = serving.iter().map(|p| p.config.name.as_str()).collect();
             by_name.sort_unstable();
             for name in by_name {
-                let Some(ids) = self
-                    .reserved
-                    .get_mut(&(name, sandbox))
-                    .filter(|ids| !ids.is_empty())
-                else {
+                let world = self.world;
+                let Some(ids) = self.reserved.get_mut(&(name, sandbox)) else {
                     continue;
                 };
-                let id = ids.remove(0);
+                let Some(at) = ids.iter().position(|id| !world.resources[id].is_ready()) else {
+                    continue;
+                };
+                let id = ids.remove(at);
                 return Some(self.existing(id, name, true));
             }
         }
         // Like the core's plan: the first pool (by name) with a machine for it, preferring
-        // a ready machine to one being released, and that to one starting.
+        // one being released to one starting.
         let mut by_name: Vec<&str> = serving.iter().map(|p| p.config.name.as_str()).collect();
         by_name.sort_unstable();
         for name in by_name {
-            let claimed = [&mut self.ready, &mut self.releasing, &mut self.starting]
+            let claimed = [&mut self.releasing, &mut self.starting]
                 .into_iter()
                 .find_map(|map| {
                     map.get_mut(name)
@@ -374,6 +382,50 @@ impl<'w> Explainer<'w> {
             }
         }
         None
+    }
+
+    /// The ready machine the next pass gives this ticket, picked as the core picks: by the
+    /// machine's own tags (copied from its pool when it came up) and its pool's required tags,
+    /// its sandbox's machines first, then the best score, then the lowest id.
+    fn best_ready(&self, ticket: &Ticket) -> Option<(i64, bool)> {
+        let free = self.ready.values().flatten().map(|id| (*id, false));
+        let own = ticket.sandbox.as_deref().into_iter().flat_map(|s| {
+            self.reserved
+                .iter()
+                .filter(move |((_, sandbox), _)| *sandbox == s)
+                .flat_map(|(_, ids)| ids.iter().map(|id| (*id, true)))
+        });
+        let mut best: Option<(i64, i64, bool)> = None;
+        for (id, reused) in free.chain(own) {
+            let r = &self.world.resources[&id];
+            if !r.is_ready() {
+                continue;
+            }
+            let Some(pool) = self
+                .world
+                .pools
+                .get(&r.pool)
+                .filter(|p| !p.config.is_winding_down())
+            else {
+                continue;
+            };
+            if !pool
+                .config
+                .tags_required
+                .iter()
+                .all(|t| ticket.tags.contains(t))
+            {
+                continue;
+            }
+            let Some(score) = score(r.tags.iter(), &ticket.tags) else {
+                continue;
+            };
+            let score = score + if reused { REUSE_BONUS } else { 0 };
+            if best.is_none_or(|(s, i, _)| score > s || (score == s && id < i)) {
+                best = Some((score, id, reused));
+            }
+        }
+        best.map(|(_, id, reused)| (id, reused))
     }
 
     fn existing(&self, id: i64, pool: &str, reused: bool) -> Waiting {
@@ -615,6 +667,14 @@ mod tests {
     fn machine<'a>(world: &'a mut World, id: i64, pool: &str, state: RState) -> &'a mut Resource {
         let mut r = Resource::starting(id, pool, format!("{pool}-{id}"), id as u32, Vec::new());
         r.state = state;
+        if state != RState::Starting {
+            // A machine that came up carries its pool's tags as they were then.
+            r.tags = world
+                .pools
+                .get(pool)
+                .map(|p| p.config.all_tags().cloned().collect())
+                .unwrap_or_default();
+        }
         world.resources.insert(id, r);
         world.resources.get_mut(&id).unwrap()
     }
@@ -799,6 +859,55 @@ mod tests {
         assert_eq!(all[&1].code, WaitCode::MachineReady);
         assert_eq!(all[&2].code, WaitCode::MachineReleasing);
         assert_eq!(all[&3].code, WaitCode::PoolPreallocTaken);
+    }
+
+    #[test]
+    fn the_ready_machine_named_is_the_one_the_core_picks() {
+        // Two pools serve the build; the one whose tags score higher gets it, whatever the
+        // names' order.
+        let a = pool("a-plain", &["copr_builder"], &[]);
+        let mut b = pool("b-preferred", &["copr_builder"], &[]);
+        b.config.tags = vec![Tag::new("copr_builder", 5)];
+        let mut w = world(vec![a, b]);
+        machine(&mut w, 10, "a-plain", RState::Up);
+        machine(&mut w, 11, "b-preferred", RState::Up);
+        ticket(&mut w, 1, &["copr_builder"], None);
+        let told = why(&w, &Facts::default(), 1);
+        assert_eq!(told.code, WaitCode::MachineReady);
+        assert_eq!(told.pool.as_deref(), Some("b-preferred"), "{}", told.text);
+        let mut run = w.clone();
+        let out = crate::engine::core::pass(&mut run, NOW, &mut |t| format!("s{t}"));
+        assert!(out.actions.iter().any(|a| matches!(
+            a,
+            crate::engine::core::Action::Assign {
+                ticket: 1,
+                resource: 11,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn a_machine_up_before_its_pool_gained_a_tag_does_not_serve_it() {
+        let mut w = world(vec![pool("x86", &["copr_builder"], &[])]);
+        machine(&mut w, 10, "x86", RState::Up);
+        w.pools
+            .get_mut("x86")
+            .unwrap()
+            .config
+            .tags
+            .push(Tag::new("arch_x86_64", 0));
+        w.pools.get_mut("x86").unwrap().config.max = 1;
+        ticket(&mut w, 1, &["arch_x86_64", "copr_builder"], None);
+        let told = why(&w, &Facts::default(), 1);
+        assert_ne!(told.code, WaitCode::MachineReady, "{}", told.text);
+        let mut run = w.clone();
+        let out = crate::engine::core::pass(&mut run, NOW, &mut |t| format!("s{t}"));
+        assert!(
+            !out.actions
+                .iter()
+                .any(|a| matches!(a, crate::engine::core::Action::Assign { .. }))
+        );
     }
 
     #[test]
