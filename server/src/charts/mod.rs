@@ -62,6 +62,46 @@ fn minutes(ms: f64) -> String {
     }
 }
 
+/// Rows merged into one per `every` milliseconds: the mean of their samples, the sums of
+/// their counts, the median of their p50s and the worst of their p95s.
+fn coarsen(rows: Vec<pool_history::Model>, every: Ms) -> Vec<pool_history::Model> {
+    let mut groups: BTreeMap<Ms, Vec<pool_history::Model>> = BTreeMap::new();
+    for r in rows {
+        groups
+            .entry(r.at_ms.div_euclid(every) * every)
+            .or_default()
+            .push(r);
+    }
+    groups
+        .into_iter()
+        .map(|(at_ms, group)| {
+            let sampled: Vec<&pool_history::Model> =
+                group.iter().filter(|r| r.samples > 0).collect();
+            let n = sampled.len().max(1) as f64;
+            let mean =
+                |f: fn(&pool_history::Model) -> f64| sampled.iter().map(|r| f(r)).sum::<f64>() / n;
+            let mut p50s: Vec<i64> = group.iter().filter_map(|r| r.to_ready_p50_ms).collect();
+            p50s.sort_unstable();
+            pool_history::Model {
+                pool: group[0].pool.clone(),
+                step_secs: (every / 1000) as i32,
+                at_ms,
+                ready: mean(|r| r.ready),
+                taken: mean(|r| r.taken),
+                starting: mean(|r| r.starting),
+                ending: mean(|r| r.ending),
+                waiting: mean(|r| r.waiting),
+                samples: group.iter().map(|r| r.samples).sum(),
+                starts: group.iter().map(|r| r.starts).sum(),
+                start_failures: group.iter().map(|r| r.start_failures).sum(),
+                assigned: group.iter().map(|r| r.assigned).sum(),
+                to_ready_p50_ms: p50s.get(p50s.len() / 2).copied(),
+                to_ready_p95_ms: group.iter().filter_map(|r| r.to_ready_p95_ms).max(),
+            }
+        })
+        .collect()
+}
+
 /// The drawing of `series`, when there is something to show.
 fn drawing(show: bool, frame: &Frame, series: &[Series]) -> Option<String> {
     if !show {
@@ -85,7 +125,13 @@ pub async fn pool_charts(
     // with the same data is the same drawing (the live stream sends only what changed).
     let to = history::interval_of(now, step) + step_ms;
     let from = to - length;
-    let rows = history::series(db, pool, step, from).await?;
+    let mut rows = history::series(db, pool, step, from).await?;
+    let mut step_ms = step_ms;
+    if range == ChartRange::Quarter {
+        // 360 points of 6 hours draw 90 days as well as 2,160 hourly ones, at a sixth of the size.
+        step_ms = 6 * 3_600_000;
+        rows = coarsen(rows, step_ms);
+    }
     // x is in hours (24 h) or days (90 days) since the epoch, so the axis's ticks fall on
     // whole hours or days.
     let unit = match range {
@@ -394,6 +440,47 @@ fn days_in_month(year: i32, month: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ninety_days_are_drawn_from_six_hour_points() {
+        let hour = |h: i64, ready: f64, p95: Option<i64>| pool_history::Model {
+            pool: "p".into(),
+            step_secs: HOURLY,
+            at_ms: h * 3_600_000,
+            ready,
+            taken: 0.0,
+            starting: 0.0,
+            ending: 0.0,
+            waiting: 0.0,
+            samples: if ready < 0.0 { 0 } else { 12 },
+            starts: 2,
+            start_failures: 1,
+            assigned: 3,
+            to_ready_p50_ms: p95.map(|v| v / 2),
+            to_ready_p95_ms: p95,
+        };
+        let rows = vec![
+            hour(0, 2.0, Some(100)),
+            hour(1, 4.0, Some(900)),
+            hour(2, -1.0, None),
+            hour(6, 1.0, None),
+        ];
+        let merged = coarsen(rows, 6 * 3_600_000);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].ready, 3.0, "the mean of the sampled hours only");
+        assert_eq!(
+            (
+                merged[0].starts,
+                merged[0].start_failures,
+                merged[0].assigned
+            ),
+            (6, 3, 9)
+        );
+        assert_eq!(merged[0].to_ready_p95_ms, Some(900), "the worst p95");
+        assert_eq!(merged[0].to_ready_p50_ms, Some(450));
+        assert_eq!(merged[1].at_ms, 6 * 3_600_000);
+        assert_eq!(merged[1].to_ready_p50_ms, None);
+    }
 
     #[test]
     fn month_lengths() {
