@@ -21,6 +21,22 @@ pub fn human_duration(seconds: f64) -> String {
     }
 }
 
+/// `seconds` cut to what [`human_duration`] shows, so that two ages that read the same are the
+/// same number (the live pages send an age again only when what it shows changes).
+pub fn shown_duration(seconds: f64) -> f64 {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return seconds;
+    }
+    let s = seconds.round();
+    if s < 60.0 {
+        s
+    } else if s < 86_400.0 {
+        (s / 60.0).floor() * 60.0
+    } else {
+        (s / 86_400.0).floor() * 86_400.0
+    }
+}
+
 /// A ratio in 0..=1 as a whole percentage, or a dash when there is nothing to measure yet.
 pub fn percent(ratio: Option<f64>) -> String {
     match ratio {
@@ -76,6 +92,24 @@ mod tests {
         assert_eq!(human_duration(3900.0), "1 h 5 min");
         assert_eq!(human_duration(3.0 * 86_400.0), "3 d");
         assert_eq!(human_duration(-1.0), "–");
+    }
+
+    #[test]
+    fn a_shown_duration_reads_the_same_and_moves_only_when_the_text_does() {
+        for s in (0..200_000)
+            .step_by(7)
+            .map(f64::from)
+            .chain([59.4, 59.6, 3599.7, 86_399.9])
+        {
+            assert_eq!(human_duration(shown_duration(s)), human_duration(s), "{s}");
+        }
+        assert_eq!(
+            shown_duration(125.0),
+            shown_duration(170.0),
+            "both read 2 min"
+        );
+        assert_ne!(shown_duration(119.0), shown_duration(121.0));
+        assert_eq!(shown_duration(4.0 * 86_400.0 + 7.0), 4.0 * 86_400.0);
     }
 
     #[test]

@@ -45,10 +45,24 @@ impl MigrationTrait for Migration {
                     )
                     .to_owned(),
             )
-            .await
+            .await?;
+        // Each interval's time to a machine reads the tickets assigned in it; the table keeps
+        // every ticket ever taken.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE INDEX ix_tickets_assigned ON tickets (assigned_ms) \
+                 WHERE assigned_ms IS NOT NULL",
+            )
+            .await?;
+        Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP INDEX ix_tickets_assigned")
+            .await?;
         manager
             .drop_table(Table::drop().table(PoolHistory::Table).to_owned())
             .await

@@ -41,6 +41,11 @@ pub async fn run(config: &Config, args: BenchArgs) -> anyhow::Result<()> {
             "core" => bench_core(),
             "routing" => bench_routing(),
             "cycles" => bench_cycles(config, &args).await?,
+            "history" if args.database != "sqlite" && args.mode == "all" => {
+                println!(
+                    "history: skipped (it measures the SQLite file; run it with --database sqlite)"
+                )
+            }
             "history" => bench_history(&args).await?,
             "live" => {
                 bench_live(config, &args, 0).await?;

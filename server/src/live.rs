@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How often a watched page is recomputed when nothing announces a change.
 pub const TICK: Duration = Duration::from_secs(1);
-/// How long a burst of changes is let settle before recomputing.
-const SETTLE: Duration = Duration::from_millis(50);
+/// How long a burst of changes is let settle before recomputing (longer than the waiting
+/// cache reuses an explanation after a change, so the recomputation sees it).
+const SETTLE: Duration = Duration::from_millis(150);
 
 /// What one page shows, by what it is about and who looks (sections may differ by viewer).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -28,8 +29,10 @@ pub enum Topic {
     Status {
         range: &'static str,
     },
+    /// `owner`: the owning team when the stream opened; its readers are let go if it changes.
     Pool {
         name: String,
+        owner: Option<i32>,
         private: bool,
         range: &'static str,
     },
@@ -48,10 +51,23 @@ pub struct Frame {
 /// Sections as a producer computes them; a section left out keeps its last value.
 pub type Sections = Vec<(&'static str, String)>;
 
+/// What one computation of a page gave.
+pub enum Computed {
+    Sections(Sections),
+    /// It could not be computed this time (logged); readers keep what they have.
+    Failed,
+    /// The page is no more, or no longer what its readers were allowed to see: every reader's
+    /// stream ends (a browser reconnects, and is authorized again).
+    Gone,
+}
+
+/// A topic's channel and the task that fills it.
+type Producer = (watch::Sender<Arc<Frame>>, tokio::task::JoinHandle<()>);
+
 /// The live pages of this process.
 #[derive(Debug, Default)]
 pub struct Live {
-    topics: Mutex<HashMap<Topic, watch::Sender<Arc<Frame>>>>,
+    topics: Mutex<HashMap<Topic, Producer>>,
     stop: CancellationToken,
 }
 
@@ -67,15 +83,24 @@ impl Live {
     ) -> Reader
     where
         F: Fn(bool) -> Fut + Send + 'static,
-        Fut: Future<Output = Option<Sections>> + Send + 'static,
+        Fut: Future<Output = Computed> + Send + 'static,
     {
         let mut topics = self.topics.lock().expect("live topics");
-        if let Some(tx) = topics.get(&topic) {
+        // A producer that died (a panic) is replaced; its readers' streams end with it.
+        if let Some((tx, task)) = topics.get(&topic)
+            && !task.is_finished()
+        {
             return Reader::new(tx.subscribe(), self.stop.clone());
         }
         let (tx, rx) = watch::channel(Arc::new(Frame::default()));
-        topics.insert(topic.clone(), tx.clone());
-        tokio::spawn(produce(self.clone(), topic, tx, changes, compute));
+        let task = tokio::spawn(produce(
+            self.clone(),
+            topic.clone(),
+            tx.clone(),
+            changes,
+            compute,
+        ));
+        topics.insert(topic, (tx, task));
         Reader::new(rx, self.stop.clone())
     }
 
@@ -89,13 +114,19 @@ impl Live {
         self.stop.cancel();
     }
 
-    /// Forgets `topic` if nobody follows it; says whether it did.
-    fn retire(&self, topic: &Topic, tx: &watch::Sender<Arc<Frame>>) -> bool {
+    /// Forgets `topic` if nobody follows it (or `always`); says whether it did. Only the
+    /// entry of this producer's channel is removed, never a successor's.
+    fn retire(&self, topic: &Topic, tx: &watch::Sender<Arc<Frame>>, always: bool) -> bool {
         let mut topics = self.topics.lock().expect("live topics");
-        if tx.receiver_count() > 0 && !self.stop.is_cancelled() {
+        if tx.receiver_count() > 0 && !always && !self.stop.is_cancelled() {
             return false;
         }
-        topics.remove(topic);
+        if topics
+            .get(topic)
+            .is_some_and(|(current, _)| current.same_channel(tx))
+        {
+            topics.remove(topic);
+        }
         true
     }
 }
@@ -111,14 +142,20 @@ async fn produce<F, Fut>(
     compute: F,
 ) where
     F: Fn(bool) -> Fut + Send + 'static,
-    Fut: Future<Output = Option<Sections>> + Send,
+    Fut: Future<Output = Computed> + Send,
 {
     let mut last: BTreeMap<&'static str, (u64, Arc<str>)> = BTreeMap::new();
     let mut seq = 0u64;
     let mut slow_at: Option<tokio::time::Instant> = None;
     loop {
         let slow = slow_at.is_none_or(|t| t.elapsed() >= SLOW_EVERY);
-        if let Some(sections) = compute(slow).await {
+        let computed = compute(slow).await;
+        if let Computed::Gone = computed {
+            // Dropping the channel ends every reader's stream.
+            live.retire(&topic, &tx, true);
+            return;
+        }
+        if let Computed::Sections(sections) = computed {
             if slow {
                 slow_at = Some(tokio::time::Instant::now());
             }
@@ -137,7 +174,7 @@ async fn produce<F, Fut>(
                 }));
             }
         }
-        if tx.receiver_count() == 0 && live.retire(&topic, &tx) {
+        if tx.receiver_count() == 0 && live.retire(&topic, &tx, false) {
             return;
         }
         tokio::select! {
@@ -152,7 +189,7 @@ async fn produce<F, Fut>(
             _ = tokio::time::sleep(TICK) => {}
             _ = tx.closed() => {}
             _ = live.stop.cancelled() => {
-                live.retire(&topic, &tx);
+                live.retire(&topic, &tx, true);
                 return;
             }
         }
@@ -227,7 +264,7 @@ mod tests {
                 let (queue, computed) = (queue.clone(), computed.clone());
                 async move {
                     computed.fetch_add(1, Ordering::SeqCst);
-                    Some(vec![
+                    Computed::Sections(vec![
                         ("pools", "[\"a\"]".to_string()),
                         ("queue", format!("[{}]", queue.load(Ordering::SeqCst))),
                     ])
@@ -275,10 +312,45 @@ mod tests {
         let live = Arc::new(Live::default());
         let (_bump, changes) = watch::channel(0u64);
         let mut reader = live.follow(Topic::Team { name: "t".into() }, changes, |_| async {
-            Some(vec![("pools", "[]".to_string())])
+            Computed::Sections(vec![("pools", "[]".to_string())])
         });
         assert!(reader.next().await.is_some());
         live.stop();
         assert_eq!(reader.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_page_that_is_gone_ends_its_readers_and_a_newcomer_starts_afresh() {
+        let live = Arc::new(Live::default());
+        let (bump, changes) = watch::channel(0u64);
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let follow = || {
+            let gone = gone.clone();
+            live.follow(
+                Topic::Team { name: "t".into() },
+                changes.clone(),
+                move |_| {
+                    let gone = gone.load(Ordering::SeqCst);
+                    async move {
+                        if gone {
+                            Computed::Gone
+                        } else {
+                            Computed::Sections(vec![("pools", "[]".to_string())])
+                        }
+                    }
+                },
+            )
+        };
+        let mut reader = follow();
+        assert!(reader.next().await.is_some());
+        gone.store(true, Ordering::SeqCst);
+        bump.send_modify(|n| *n += 1);
+        assert_eq!(reader.next().await, None, "the stream ends");
+        gone.store(false, Ordering::SeqCst);
+        let mut newcomer = follow();
+        assert!(
+            newcomer.next().await.is_some(),
+            "a new producer serves the newcomer"
+        );
     }
 }

@@ -69,6 +69,9 @@ pub struct PoolUpdate {
     pub machines: Option<Vec<MachineView>>,
     pub waiting: Option<Vec<TicketDetail>>,
     pub charts: Option<Vec<super::charts::Chart>>,
+    /// Hook logs by machine id, apart from the machines because they change on their own
+    /// (owners and admins only).
+    pub logs: Option<std::collections::BTreeMap<i64, Vec<HookLog>>>,
 }
 
 impl PoolPage {
@@ -78,8 +81,21 @@ impl PoolPage {
             self.status = status;
             self.state_reason = reason;
         }
-        if let Some(machines) = update.machines {
+        if let Some(mut machines) = update.machines {
+            // Logs come on their own: keep the ones shown for machines that are still here.
+            for m in &mut machines {
+                if let Some(old) = self.machines.iter_mut().find(|o| o.id == m.id)
+                    && m.logs.is_empty()
+                {
+                    m.logs = std::mem::take(&mut old.logs);
+                }
+            }
             self.machines = machines;
+        }
+        if let Some(mut logs) = update.logs {
+            for m in &mut self.machines {
+                m.logs = logs.remove(&m.id).unwrap_or_default();
+            }
         }
         if let Some(waiting) = update.waiting {
             self.waiting = waiting;

@@ -38,6 +38,15 @@ pub fn PoolDetailPage() -> impl IntoView {
     let latest = RwSignal::new(None::<PoolPage>);
     let latest_charts = RwSignal::new(None::<(ChartRange, Vec<Chart>)>);
     provide_context(OpenLogs(RwSignal::new(BTreeSet::new())));
+    // What the stream brought belongs to the pool it was about.
+    Effect::new(move |before: Option<String>| {
+        let now = name();
+        if before.is_some_and(|b| b != now) {
+            latest.set(None);
+            latest_charts.set(None);
+        }
+        now
+    });
     follow(
         move || {
             format!(

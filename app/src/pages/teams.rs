@@ -78,8 +78,18 @@ pub fn TeamPage() -> impl IntoView {
     let hydrated = hydrated();
     let team = Resource::new(name, get_team);
     let charts = Resource::new(name, get_team_charts);
-    let latest = RwSignal::new(None::<TeamView>);
+    // What the live stream brought: the pools' lines and the charts. Only those parts of the
+    // page follow it, so the forms on it keep what is typed.
+    let latest_pools = RwSignal::new(None::<Vec<PoolBrief>>);
     let latest_charts = RwSignal::new(None::<Vec<Chart>>);
+    Effect::new(move |before: Option<String>| {
+        let now = name();
+        if before.is_some_and(|b| b != now) {
+            latest_pools.set(None);
+            latest_charts.set(None);
+        }
+        now
+    });
     follow(
         move || format!("/events/teams/{}", urlencode(&name())),
         hydrated.into(),
@@ -88,30 +98,19 @@ pub fn TeamPage() -> impl IntoView {
                 latest_charts.set(Some(c));
             }
             if let Some(pools) = update.pools {
-                latest.update(|l| {
-                    let base = l
-                        .take()
-                        .or_else(|| team.get_untracked().and_then(Result::ok));
-                    *l = base.map(|mut t| {
-                        t.pools = pools;
-                        t
-                    });
-                });
+                latest_pools.set(Some(pools));
             }
         },
     );
     view! {
         <Title text=move || format!("Team {}", name())/>
         <Suspense fallback=|| view! { <p class="muted" role="status">"Loading the team…"</p> }>
-            {move || {
-                let current = latest.get();
-                Suspend::new(async move {
-                    match current.map(Ok).unwrap_or(team.await) {
-                        Ok(t) => view! { <TeamBody team=t charts latest_charts/> }.into_any(),
-                        Err(error) => view! { <h1>{name()}</h1><ErrorNotice error/> }.into_any(),
-                    }
-                })
-            }}
+            {move || Suspend::new(async move {
+                match team.await {
+                    Ok(t) => view! { <TeamBody team=t charts latest_pools latest_charts/> }.into_any(),
+                    Err(error) => view! { <h1>{name()}</h1><ErrorNotice error/> }.into_any(),
+                }
+            })}
         </Suspense>
     }
 }
@@ -120,6 +119,7 @@ pub fn TeamPage() -> impl IntoView {
 fn TeamBody(
     team: TeamView,
     charts: Resource<Result<Vec<Chart>, AppError>>,
+    latest_pools: RwSignal<Option<Vec<PoolBrief>>>,
     latest_charts: RwSignal<Option<Vec<Chart>>>,
 ) -> impl IntoView {
     let requests = Resource::new(
@@ -147,16 +147,22 @@ fn TeamBody(
                 <h2 id="team-pools">"Pools"</h2>
                 <a class="button button-small" href=new_request.clone() data-testid="request-pool">"Request a pool"</a>
             </div>
-            {if team.pools.is_empty() {
-                view! {
-                    <p class="panel empty-state" data-testid="team-no-pools">
-                        "This team owns no pool yet. "<a href=new_request>"Request one"</a>
-                        ": a dedicated pool runs only your team's builds, on your cloud account; a Copr admin approves it and it starts."
-                    </p>
-                }.into_any()
-            } else {
-                view! { <PoolTable pools=team.pools.clone() token=team.csrf_token.clone() back=back.clone() admin=false/> }.into_any()
-            }}
+            {
+                let (first, token, back, new_request) = (team.pools.clone(), team.csrf_token.clone(), back.clone(), new_request.clone());
+                move || {
+                    let pools = latest_pools.get().unwrap_or_else(|| first.clone());
+                    if pools.is_empty() {
+                        view! {
+                            <p class="panel empty-state" data-testid="team-no-pools">
+                                "This team owns no pool yet. "<a href=new_request.clone()>"Request one"</a>
+                                ": a dedicated pool runs only your team's builds, on your cloud account; a Copr admin approves it and it starts."
+                            </p>
+                        }.into_any()
+                    } else {
+                        view! { <PoolTable pools token=token.clone() back=back.clone() admin=false/> }.into_any()
+                    }
+                }
+            }
         </section>
         {(!team.pools.is_empty()).then(|| view! {
             <section class="section" aria-labelledby="team-usage">

@@ -67,7 +67,7 @@ pub fn chart(frame: &Frame, series: &[Series]) -> Result<String, String> {
             .y_desc(frame.y_desc)
             .label_style((FONT, 18))
             .axis_desc_style((FONT, 18))
-            .light_line_style(WHITE)
+            .max_light_lines(0)
             .bold_line_style(RGBColor(225, 225, 225))
             .draw()
             .map_err(|e| e.to_string())?;

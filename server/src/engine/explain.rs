@@ -222,6 +222,11 @@ impl<'w> Explainer<'w> {
     }
 
     fn explain(&mut self, ticket: &'w Ticket) -> Waiting {
+        // A ready machine that takes it is assigned at the next pass, whatever the pools'
+        // definitions say now (a machine keeps the tags it came up with).
+        if let Some(w) = self.claim_ready(ticket) {
+            return w;
+        }
         let capable = self.capable(ticket);
         if capable.is_empty() {
             return self.nobody_offers(ticket);
@@ -341,15 +346,17 @@ impl<'w> Explainer<'w> {
     /// A machine that exists and will serve this ticket before any other: its sandbox's own,
     /// a ready one, one being released, one starting. Claims it, so tickets behind this one
     /// do not count it again.
-    fn claim_existing(&mut self, ticket: &'w Ticket, serving: &[&'w Pool]) -> Option<Waiting> {
-        if let Some((id, reused)) = self.best_ready(ticket) {
-            for ids in self.ready.values_mut().chain(self.reserved.values_mut()) {
-                ids.retain(|&x| x != id);
-            }
-            let pool = &self.world.resources[&id].pool;
-            return Some(self.existing(id, pool, reused));
+    fn claim_ready(&mut self, ticket: &'w Ticket) -> Option<Waiting> {
+        let (id, reused) = self.best_ready(ticket)?;
+        for ids in self.ready.values_mut().chain(self.reserved.values_mut()) {
+            ids.retain(|&x| x != id);
         }
-        // No ready machine takes it: one on its way (being released, or starting).
+        let pool = &self.world.resources[&id].pool;
+        Some(self.existing(id, pool, reused))
+    }
+
+    /// A machine on its way that will serve it (being released, or starting).
+    fn claim_existing(&mut self, ticket: &'w Ticket, serving: &[&'w Pool]) -> Option<Waiting> {
         if let Some(sandbox) = ticket.sandbox.as_deref() {
             let mut by_name: Vec<&str> = serving.iter().map(|p| p.config.name.as_str()).collect();
             by_name.sort_unstable();

@@ -197,7 +197,16 @@ pub async fn record(
     save_to_ready(&txn, FINE, previous, at).await?;
 
     if recorder.rolled != Some(hour) {
-        roll_up(&txn, hour - i64::from(HOURLY) * 1000, hour).await?;
+        // Every finished hour since the last roll-up; after a restart, each of the last 24,
+        // whose fine rows are all still kept (a roll-up written twice is the same row).
+        let hour_ms = i64::from(HOURLY) * 1000;
+        let oldest = hour - 24 * hour_ms;
+        let first = recorder.rolled.map_or(oldest, |r| r.max(oldest));
+        let mut h = interval_of(first, HOURLY);
+        while h < hour {
+            roll_up(&txn, h, h + hour_ms).await?;
+            h += hour_ms;
+        }
         h::Entity::delete_many()
             .filter(h::Column::StepSecs.eq(FINE))
             .filter(h::Column::AtMs.lt(now - FINE_KEEP_MS))

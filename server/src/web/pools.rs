@@ -247,6 +247,7 @@ pub(super) async fn pool_update(
         machines: Some(machines),
         waiting: Some(waiting),
         charts: None,
+        logs: None,
     })
 }
 

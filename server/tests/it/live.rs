@@ -265,11 +265,18 @@ async fn live_pages_send_what_changed_to_those_who_may_see_it() {
             !seen.contains("10.9.8.7") && !seen.contains("booting-llvm-builder"),
             "{seen}"
         );
-        let (_, _, mut private) = alice.events("/events/pools/llvm-x86").await;
-        let seen = private.next(wait).await.unwrap();
+        let top: serde_json::Value = serde_json::from_str(&seen).unwrap();
         assert!(
-            seen.contains("10.9.8.7") && seen.contains("booting-llvm-builder"),
-            "{seen}"
+            top.get("logs").is_none(),
+            "no logs section for the public: {seen}"
+        );
+        let (_, _, mut private) = alice.events("/events/pools/llvm-x86").await;
+        let seen = private.next_json(wait).await.unwrap();
+        assert!(seen["machines"][0]["data"] == "10.9.8.7", "{seen}");
+        let logs = seen["logs"].to_string();
+        assert!(
+            logs.contains("booting-llvm-builder"),
+            "the logs come apart: {seen}"
         );
         let (status, _, _) = anon.events("/events/pools/no-such-pool").await;
         assert_eq!(status, 404);
@@ -297,6 +304,32 @@ async fn live_pages_send_what_changed_to_those_who_may_see_it() {
         let (_, _, html) = alice.get("/teams/llvm").await;
         assert!(html.contains("data-chart=\"usage-hours\""), "{html}");
         assert!(html.contains("Cost in "), "{html}");
+
+        // The pool is given to no team: the team's open stream ends (its browser reconnects
+        // and is authorized again).
+        {
+            use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
+            let pool = copr_pools::entities::pools::Entity::find_by_id("llvm-x86".to_string())
+                .one(&t.db)
+                .await
+                .unwrap()
+                .unwrap();
+            let mut pool = pool.into_active_model();
+            pool.owner_team_id = Set(None);
+            pool.update(&t.db).await.unwrap();
+        }
+        engine.note_change();
+        let mut ended = false;
+        for _ in 0..20 {
+            if private.next(Duration::from_secs(5)).await.is_none() {
+                ended = true;
+                break;
+            }
+        }
+        assert!(
+            ended,
+            "the private stream of a pool its team no longer owns ends"
+        );
         stop.cancel();
     })
     .await;
