@@ -708,11 +708,13 @@ async fn bench_live(config: &Config, args: &BenchArgs, pages: usize) -> anyhow::
     let first = messages.load(Ordering::Relaxed);
 
     let client = RpcClient::new(&rig.url);
-    let start = Instant::now();
     let mut runs = Vec::new();
+    let start = tokio::time::Instant::now();
     for i in 0..args.tickets {
         let client = client.clone();
         runs.push(tokio::spawn(async move {
+            // Builds arrive at 100 a second, as a busy Copr's would, rather than all at once.
+            tokio::time::sleep_until(start + Duration::from_millis(10 * i as u64)).await;
             // 50 projects: a released machine waits for its project's next build (reuse).
             let sandbox = format!("owner/p{}--u", i % 50);
             let id = client
@@ -736,7 +738,7 @@ async fn bench_live(config: &Config, args: &BenchArgs, pages: usize) -> anyhow::
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (cpu2, rss2) = usage_now();
     println!(
-        "live ({}): {pages} status pages open; {} tickets through {machines} machines in {:.1} s; CPU {:.2} s during the run ({:.0} % of one core); memory {:.1} MiB before the pages, {:.1} MiB with them connected, {:.1} MiB after the run; pages connected with {:.2} CPU-s; each page got {:.1} messages ({:.0} KiB) during the run; {} producer(s)",
+        "live ({}): {pages} status pages open; {} tickets (100 a second) through {machines} machines in {:.1} s; CPU {:.2} s during the run and 2 s after ({:.0} % of one core); memory (RSS) {:.1} MiB before the pages, {:.1} MiB with them connected, {:.1} MiB after the run; connecting them took {:.2} CPU-s; each page got {:.1} messages ({:.0} KiB) during the run; {} producer(s)",
         rig.label,
         args.tickets,
         ran.as_secs_f64(),
