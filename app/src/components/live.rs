@@ -54,6 +54,40 @@ where
     }
 }
 
+/// Merges a stream's update into the page it last showed: `latest` if the stream already
+/// brought something, else what `loaded` holds (the server-rendered page).
+pub fn merge<T, E>(
+    latest: RwSignal<Option<T>>,
+    loaded: Resource<Result<T, E>>,
+    apply: impl FnOnce(&mut T),
+) where
+    T: Clone + Send + Sync + 'static,
+    E: Clone + Send + Sync + 'static,
+    Result<T, E>: serde::Serialize + DeserializeOwned,
+{
+    latest.update(|l| {
+        let base = l
+            .take()
+            .or_else(|| loaded.get_untracked().and_then(Result::ok));
+        *l = base.map(|mut page| {
+            apply(&mut page);
+            page
+        });
+    });
+}
+
+/// Calls `forget` when `key` (the page's route parameter) changes: what a stream brought
+/// belongs to the page it was about.
+pub fn forget_on_change(key: impl Fn() -> String + 'static, forget: impl Fn() + 'static) {
+    Effect::new(move |before: Option<String>| {
+        let now = key();
+        if before.is_some_and(|b| b != now) {
+            forget();
+        }
+        now
+    });
+}
+
 /// True once the page runs in the browser (effects run only there).
 pub fn hydrated() -> RwSignal<bool> {
     let hydrated = RwSignal::new(false);

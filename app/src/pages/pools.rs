@@ -15,7 +15,7 @@ use crate::api::charts::{Chart, ChartRange, get_pool_charts};
 use crate::api::pools::{MachineView, PoolPage, PoolUpdate, get_pool_page};
 use crate::api::tickets::TicketDetail;
 use crate::components::charts::RangeLinks;
-use crate::components::live::{follow, hydrated};
+use crate::components::live::{follow, forget_on_change, hydrated, merge};
 use crate::components::notice::ErrorNotice;
 use crate::format::{human_duration, percent, urlencode};
 use crate::pages::status::{ChartsOf, WaitingTickets, fresh_charts, use_range};
@@ -39,13 +39,9 @@ pub fn PoolDetailPage() -> impl IntoView {
     let latest_charts = RwSignal::new(None::<(ChartRange, Vec<Chart>)>);
     provide_context(OpenLogs(RwSignal::new(BTreeSet::new())));
     // What the stream brought belongs to the pool it was about.
-    Effect::new(move |before: Option<String>| {
-        let now = name();
-        if before.is_some_and(|b| b != now) {
-            latest.set(None);
-            latest_charts.set(None);
-        }
-        now
+    forget_on_change(name, move || {
+        latest.set(None);
+        latest_charts.set(None);
     });
     follow(
         move || {
@@ -61,15 +57,7 @@ pub fn PoolDetailPage() -> impl IntoView {
                 latest_charts.set(Some((range.get_untracked(), c)));
             }
             if update != PoolUpdate::default() {
-                latest.update(|l| {
-                    let base = l
-                        .take()
-                        .or_else(|| page.get_untracked().and_then(Result::ok));
-                    *l = base.map(|mut p| {
-                        p.apply(update);
-                        p
-                    });
-                });
+                merge(latest, page, |p| p.apply(update));
             }
         },
     );

@@ -12,7 +12,7 @@ use crate::api::tickets::{TicketDetail, TicketSearch, search_tickets};
 use crate::api::{PoolStatus, QueueGroup, StatusSnapshot, StatusUpdate, get_status};
 use crate::components::charts::{ChartList, RangeLinks};
 use crate::components::layout::PageHead;
-use crate::components::live::{follow, hydrated};
+use crate::components::live::{follow, hydrated, merge};
 use crate::components::notice::ErrorNotice;
 use crate::error::AppError;
 use crate::format::{human_duration, percent};
@@ -39,19 +39,13 @@ pub fn StatusPage() -> impl IntoView {
         Signal::derive(move || live.get() && hydrated.get()),
         move |update: StatusUpdate| {
             if update.pools.is_some() || update.queue.is_some() {
-                latest.update(|l| {
-                    let base = l
-                        .take()
-                        .or_else(|| status.get_untracked().and_then(Result::ok));
-                    *l = base.map(|mut s| {
-                        if let Some(pools) = update.pools {
-                            s.pools = pools;
-                        }
-                        if let Some(queue) = update.queue {
-                            s.queue = queue;
-                        }
-                        s
-                    });
+                merge(latest, status, |s| {
+                    if let Some(pools) = update.pools {
+                        s.pools = pools;
+                    }
+                    if let Some(queue) = update.queue {
+                        s.queue = queue;
+                    }
                 });
             }
             if let Some(c) = update.charts {

@@ -9,7 +9,7 @@ use crate::api::charts::{Chart, get_team_charts};
 use crate::api::requests::{cap_note, get_team_requests, money};
 use crate::api::{PoolBrief, TeamSummary, TeamUpdate, TeamView, get_my_teams, get_team};
 use crate::components::layout::PageHead;
-use crate::components::live::{follow, hydrated};
+use crate::components::live::{follow, forget_on_change, hydrated};
 use crate::components::notice::ErrorNotice;
 use crate::error::AppError;
 use crate::format::urlencode;
@@ -82,13 +82,9 @@ pub fn TeamPage() -> impl IntoView {
     // page follow it, so the forms on it keep what is typed.
     let latest_pools = RwSignal::new(None::<Vec<PoolBrief>>);
     let latest_charts = RwSignal::new(None::<Vec<Chart>>);
-    Effect::new(move |before: Option<String>| {
-        let now = name();
-        if before.is_some_and(|b| b != now) {
-            latest_pools.set(None);
-            latest_charts.set(None);
-        }
-        now
+    forget_on_change(name, move || {
+        latest_pools.set(None);
+        latest_charts.set(None);
     });
     follow(
         move || format!("/events/teams/{}", urlencode(&name())),

@@ -168,12 +168,8 @@ pub async fn record(
     }
     for t in world.tickets.values().filter(|t| t.is_waiting()) {
         all.waiting += 1.0;
-        for (name, pool) in world
-            .pools
-            .iter()
-            .filter(|(_, p)| p.config.state != PoolState::Retired)
-        {
-            if pool.config.serves(&t.tags).is_some() {
+        for name in &sampled_pools {
+            if world.pools[name].config.serves(&t.tags).is_some() {
                 samples.entry(name.clone()).or_default().waiting += 1.0;
             }
         }
