@@ -4,7 +4,7 @@
 # Debian's archive). Then the match over 500 rules inside the server (copr-pools bench --mode
 # routing). Prints figures; asserts nothing.
 #
-#   scripts/bench-routing.sh [SECONDS] [CONNECTIONS]
+#   [ROUNDS=3] scripts/bench-routing.sh [SECONDS] [CONNECTIONS]
 #
 # Everything listens on 127.0.0.1 and is stopped by its PID at the end. On 2 cores wrk and
 # the server share the CPU, as they do for nginx: the comparison is fair, the absolute
@@ -116,22 +116,46 @@ for _ in $(seq 1 100); do
 done
 nginx_etag=$(grep -i '^etag:' "$work/nginx-headers" | tr -d '\r' | cut -d' ' -f2-)
 
-# wrk's summary: requests/s and the 99th percentile latency.
+# wrk's summary: "requests/s p99" (p99 in ms), and a note of any non-2xx/3xx answer or socket
+# error (there should be none).
 measure() {
     local out
     out=$(wrk -t2 -c"$connections" -d"${seconds}s" --latency "$@" 2>&1)
-    local rps p99 extra
-    rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
-    p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
+    local extra
     extra=$(grep -E 'Non-2xx|Socket errors' <<<"$out" | xargs || true)
-    printf '%12s req/s   p99 %8s   %s\n' "$rps" "$p99" "$extra"
+    [[ -n $extra ]] && echo "    wrk: $extra" >&2
+    awk '/^Requests\/sec:/ { rps = $2 }
+         $1 == "99%" { v = $2; ms = v + 0
+                       if (v ~ /us$/) ms /= 1000; else if (v ~ /[^m]s$/) ms *= 1000 }
+         END { printf "%s %.2f\n", rps, ms }' <<<"$out"
 }
 
-echo "==> wrk: $connections connections, ${seconds} s each (2 threads)"
-printf '%-34s' "copr-pools 200 (JSON, 500 rules)"; measure -H "Authorization: Bearer $token" "$url"
-printf '%-34s' "nginx      200 (same file)"; measure "http://127.0.0.1:$port_nginx/routing.json"
-printf '%-34s' "copr-pools 304 (If-None-Match)"; measure -H "Authorization: Bearer $token" -H "If-None-Match: $etag" "$url"
-printf '%-34s' "nginx      304 (If-None-Match)"; measure -H "If-None-Match: $nginx_etag" "http://127.0.0.1:$port_nginx/routing.json"
+# The machine's other work moves single figures by ±20 %: the four cases run in turn, `rounds`
+# times, and each is reported as its median, so a slow moment hits every case alike.
+rounds=${ROUNDS:-3}
+declare -A results
+cases=(app200 nginx200 app304 nginx304)
+echo "==> wrk: $connections connections, ${seconds} s each (2 threads), $rounds rounds"
+for round in $(seq 1 "$rounds"); do
+    results[app200]+="$(measure -H "Authorization: Bearer $token" "$url");"
+    results[nginx200]+="$(measure "http://127.0.0.1:$port_nginx/routing.json");"
+    results[app304]+="$(measure -H "Authorization: Bearer $token" -H "If-None-Match: $etag" "$url");"
+    results[nginx304]+="$(measure -H "If-None-Match: $nginx_etag" "http://127.0.0.1:$port_nginx/routing.json");"
+    echo "    round $round of $rounds done"
+done
+median() { tr ';' '\n' | awk -v f="$1" 'NF { print $f }' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+declare -A rps p99
+for c in "${cases[@]}"; do
+    rps[$c]=$(median 1 <<<"${results[$c]}")
+    p99[$c]=$(median 2 <<<"${results[$c]}")
+done
+printf '%-36s %12s %10s %16s\n' "median of $rounds rounds" "requests/s" "p99 (ms)" "copr-pools/nginx"
+row() { printf '%-36s %12.0f %10s %16s\n' "$1" "${rps[$2]}" "${p99[$2]}" "$3"; }
+ratio() { awk -v a="${rps[$1]}" -v b="${rps[$2]}" 'BEGIN { printf "%.2fx", a / b }'; }
+row "copr-pools 200 (JSON, 500 rules)" app200 "$(ratio app200 nginx200)"
+row "nginx      200 (same file)" nginx200 ""
+row "copr-pools 304 (If-None-Match)" app304 "$(ratio app304 nginx304)"
+row "nginx      304 (If-None-Match)" nginx304 ""
 
 echo "==> the match over 500 rules, inside the server"
 "$BIN" bench --mode routing | tail -n 1

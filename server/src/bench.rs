@@ -655,7 +655,7 @@ async fn bench_live(config: &Config, args: &BenchArgs, pages: usize) -> anyhow::
         vault,
     );
     let live = state.live.clone();
-    let app = crate::web::router(state, &store);
+    let app = crate::web::app(state, &store);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let web = format!("http://{}", listener.local_addr()?);
     {
@@ -663,7 +663,9 @@ async fn bench_live(config: &Config, args: &BenchArgs, pages: usize) -> anyhow::
         tokio::spawn(async move {
             axum::serve(
                 listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                    std::net::SocketAddr,
+                >(app),
             )
             .with_graceful_shutdown(s.cancelled_owned())
             .await

@@ -6,7 +6,9 @@
 //! Only loopback clients may read it unless `metrics_allow` names the scraper's address or
 //! network, or the scraper sends `metrics_token` as a bearer token ([`allowed`]).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
 
 use axum::http::{HeaderMap, header};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -25,15 +27,31 @@ use crate::engine::model::PoolState;
 use crate::engine::store::{live_resources, open_tickets};
 use crate::entities::{pools, resources, tickets};
 
+/// A request method as a label: the standard ones by name, anything else as `other` (a
+/// client must not make new series by inventing methods).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// The labels of a routing fetch.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FetchLabels {
     /// The API token's name (`session` for a signed-in user, `none` when refused).
-    pub token: String,
+    pub token: Arc<str>,
     /// `json`, `python` or `match`.
-    pub format: String,
+    pub format: &'static str,
     /// The HTTP status answered: 200, 304, 401, …
-    pub status: String,
+    pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,14 +64,14 @@ pub struct OutcomeLabels {
 pub struct HttpLabels {
     /// The route as the router knows it, never the raw path, with parameters written
     /// `:id` (`/api/v1/tickets/:id`): braces in label values trip simple parsers.
-    pub route: String,
-    pub method: String,
-    pub status: String,
+    pub route: Arc<str>,
+    pub method: &'static str,
+    pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub route: String,
+    pub route: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -80,6 +98,8 @@ pub struct Metrics {
     sign_ins: Family<OutcomeLabels, Counter>,
     http_requests: Family<HttpLabels, Counter>,
     http_seconds: Family<RouteLabels, Histogram>,
+    /// Router patterns and their labels (a router has a fixed set of patterns).
+    route_labels: RwLock<HashMap<Box<str>, Arc<str>>>,
     pools: Family<StateLabels, Gauge>,
     machines: Family<MachineLabels, Gauge>,
     waiting: Family<TagSetLabels, Gauge>,
@@ -123,6 +143,7 @@ impl Metrics {
             http_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.5, 12))
             }),
+            route_labels: RwLock::default(),
             pools: Family::default(),
             machines: Family::default(),
             waiting: Family::default(),
@@ -185,12 +206,12 @@ impl Metrics {
     }
 
     /// Counts one routing request.
-    pub fn routing_fetch(&self, token: &str, format: &str, status: u16) {
+    pub fn routing_fetch(&self, token: &Arc<str>, format: &'static str, status: u16) {
         self.routing_fetches
             .get_or_create(&FetchLabels {
-                token: token.to_string(),
-                format: format.to_string(),
-                status: status.to_string(),
+                token: token.clone(),
+                format,
+                status,
             })
             .inc();
     }
@@ -205,21 +226,32 @@ impl Metrics {
     }
 
     /// Counts one HTTP request.
-    pub fn http(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        let route = route.replace('{', ":").replace('}', "");
-        let route = route.as_str();
+    pub fn http(&self, route: &str, method: &axum::http::Method, status: u16, seconds: f64) {
+        let route = self.route_label(route);
         self.http_requests
             .get_or_create(&HttpLabels {
-                route: route.to_string(),
-                method: method.to_string(),
-                status: status.to_string(),
+                route: route.clone(),
+                method: method_label(method),
+                status,
             })
             .inc();
         self.http_seconds
-            .get_or_create(&RouteLabels {
-                route: route.to_string(),
-            })
+            .get_or_create(&RouteLabels { route })
             .observe(seconds);
+    }
+
+    /// The label of a router pattern (`/api/v1/tickets/{id}` → `/api/v1/tickets/:id`), made
+    /// once per route: counting a request allocates nothing once its route was seen.
+    fn route_label(&self, route: &str) -> Arc<str> {
+        if let Some(label) = self.route_labels.read().expect("route labels").get(route) {
+            return label.clone();
+        }
+        let label: Arc<str> = route.replace('{', ":").replace('}', "").into();
+        self.route_labels
+            .write()
+            .expect("route labels")
+            .insert(route.into(), label.clone());
+        label
     }
 
     /// Reads the state gauges from the database.

@@ -20,7 +20,7 @@ use crate::engine::hooks::HookEnv;
 use crate::engine::{Engine, EngineSettings};
 use crate::secrets::{KeySource, Keyring};
 use crate::state::AppState;
-use crate::web::router;
+
 use crate::{db, telemetry, xmlrpc};
 
 /// Runs the server. `config_path` is the file the configuration came from (or None: then
@@ -180,7 +180,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     }
     {
         let stop = shutdown.clone();
-        let app = router(state, &store);
+        let app = crate::web::app(state, &store);
         tasks.spawn(async move {
             // Small answers (a 304 to Copr's poll) go out at once, as nginx does on keep-alive
             // connections, instead of waiting on Nagle's algorithm for the previous ACK.
@@ -191,7 +191,9 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
             });
             axum::serve(
                 web,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                    std::net::SocketAddr,
+                >(app),
             )
             .with_graceful_shutdown(stop.cancelled_owned())
             .await

@@ -16,9 +16,15 @@ use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::routing::served::RoutingCache;
 
-/// What every handler and server function can reach.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What every handler and server function can reach. Cloned for every request (axum hands
+/// each handler its own copy), so a clone is one reference count: cloning the fields
+/// themselves, the Leptos options' strings among them, was most of the cost of a `304` to
+/// Copr's poll.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// The state itself, reached through [`AppState`].
+pub struct Shared {
     pub leptos_options: LeptosOptions,
     pub db: DatabaseConnection,
     pub engine: Engine,
@@ -45,7 +51,7 @@ impl AppState {
         engine: Engine,
         vault: Vault,
     ) -> AppState {
-        AppState {
+        AppState(Arc::new(Shared {
             vault,
             routing: Arc::new(RoutingCache::new(std::time::Duration::from_millis(
                 config.routing_refresh_ms,
@@ -62,7 +68,7 @@ impl AppState {
             db,
             engine,
             config,
-        }
+        }))
     }
 
     pub fn group_policy(&self) -> GroupPolicy {
@@ -70,6 +76,21 @@ impl AppState {
             admin_groups: self.config.admin_groups.clone(),
             team_groups: self.config.team_groups.clone(),
         }
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What Leptos' routes take from the state.
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> LeptosOptions {
+        state.leptos_options.clone()
     }
 }
 

@@ -2,6 +2,8 @@
 //! with a name; the token is shown once and only its SHA-256 is stored, with its last four
 //! characters to tell tokens apart. Requests carry it as `Authorization: Bearer <token>`.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -198,7 +200,7 @@ pub async fn verify(db: &impl ConnectionTrait, presented: &str) -> Result<Option
 /// (the CLI, another replica) takes effect within [`MEMORY`].
 #[derive(Default)]
 pub struct TokenMemory(
-    std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
+    std::sync::Mutex<std::collections::HashMap<String, (Arc<str>, std::time::Instant)>>,
 );
 
 /// How long a verified token is trusted without asking the database again.
@@ -210,13 +212,11 @@ impl TokenMemory {
         &self,
         db: &impl ConnectionTrait,
         presented: &str,
-    ) -> Result<Option<String>, DbErr> {
-        if let Some((name, at)) = self.0.lock().expect("token memory").get(presented)
-            && at.elapsed() < MEMORY
-        {
-            return Ok(Some(name.clone()));
+    ) -> Result<Option<Arc<str>>, DbErr> {
+        if let Some(name) = self.remembered(presented) {
+            return Ok(Some(name));
         }
-        let name = verify(db, presented).await?;
+        let name: Option<Arc<str>> = verify(db, presented).await?.map(Arc::from);
         let mut memory = self.0.lock().expect("token memory");
         memory.retain(|_, (_, at)| at.elapsed() < MEMORY);
         if let Some(name) = &name {
@@ -226,6 +226,14 @@ impl TokenMemory {
             );
         }
         Ok(name)
+    }
+
+    /// The name of `presented`, when it was found live less than [`MEMORY`] ago.
+    pub fn remembered(&self, presented: &str) -> Option<Arc<str>> {
+        match self.0.lock().expect("token memory").get(presented) {
+            Some((name, at)) if at.elapsed() < MEMORY => Some(name.clone()),
+            _ => None,
+        }
     }
 
     /// Forgets every token: one was revoked.

@@ -34,6 +34,8 @@ pub struct Snapshot {
     set: PatternSet,
     pub json: Bytes,
     pub python: Bytes,
+    /// The strong ETags of the two forms, made once: a `304` compares and copies them.
+    etags: [Bytes; 2],
 }
 
 /// The JSON document of `GET /api/v1/routing`.
@@ -60,7 +62,9 @@ impl Snapshot {
         })
         .expect("rules serialize");
         let python = formats::to_python(&rules, version, generated_at);
+        let etag = |form: &str| Bytes::from(format!("\"routing-{version}-{form}\""));
         Ok(Snapshot {
+            etags: [etag("json"), etag("py")],
             version,
             generated_at,
             rules,
@@ -71,12 +75,8 @@ impl Snapshot {
     }
 
     /// The strong ETag of the JSON form or of the Python form.
-    pub fn etag(&self, python: bool) -> String {
-        format!(
-            "\"routing-{}-{}\"",
-            self.version,
-            if python { "py" } else { "json" }
-        )
+    pub fn etag(&self, python: bool) -> &Bytes {
+        &self.etags[usize::from(python)]
     }
 
     /// The tags Copr would give `build`, and the rules that gave them, in order.
@@ -131,15 +131,15 @@ impl RoutingCache {
     /// The snapshot of the stored version, checked against the database at most once per
     /// `freshness`.
     pub async fn current(&self, db: &impl ConnectionTrait) -> Result<Arc<Snapshot>, DbErr> {
-        let cached = {
-            let s = self.state.lock().expect("routing cache lock");
-            match (&s.snapshot, s.checked) {
-                (Some(snap), Some(at)) if at.elapsed() < self.freshness => {
-                    return Ok(snap.clone());
-                }
-                (snap, _) => snap.clone(),
-            }
-        };
+        if let Some(snapshot) = self.fresh() {
+            return Ok(snapshot);
+        }
+        let cached = self
+            .state
+            .lock()
+            .expect("routing cache lock")
+            .snapshot
+            .clone();
         let (version, _) = super::version(db).await?;
         let snapshot = match cached {
             Some(snap) if snap.version == version => snap,
@@ -155,6 +155,15 @@ impl RoutingCache {
         }
         s.checked = Some(Instant::now());
         Ok(snapshot)
+    }
+
+    /// The snapshot, when the stored version was checked less than `freshness` ago.
+    pub fn fresh(&self) -> Option<Arc<Snapshot>> {
+        let s = self.state.lock().expect("routing cache lock");
+        match (&s.snapshot, s.checked) {
+            (Some(snapshot), Some(at)) if at.elapsed() < self.freshness => Some(snapshot.clone()),
+            _ => None,
+        }
     }
 
     /// Forgets when the version was last checked: this process changed the rules.

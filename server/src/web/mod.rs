@@ -15,12 +15,14 @@ mod routing_api;
 mod stats;
 mod tickets_api;
 
+use std::convert::Infallible;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use app::api::Backend;
 use app::{App, shell};
 use axum::Router;
+use axum::http::HeaderValue;
 use axum::routing::get;
 use leptos::prelude::*;
 use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
@@ -35,8 +37,60 @@ pub use crate::state::AppState;
 /// moment (leptos-rs/leptos#4773). Several routers in one process (the tests) share this.
 static ROUTES: LazyLock<Vec<AxumRouteListing>> = LazyLock::new(|| generate_route_list(App));
 
-/// The whole web router, with sessions in `store`.
-pub fn router(state: AppState, store: &Store) -> Router {
+/// The web listener's service, with sessions in `store`: Copr's polls answered first, the
+/// router for everything else, and the same security headers on every answer.
+pub fn app(state: AppState, store: &Store) -> Web {
+    Front {
+        router: router(state.clone(), store),
+        state,
+    }
+}
+
+/// What the web listener serves (see [`app`]).
+pub type Web = Front;
+
+/// Routes Copr's polls of the routing rules ([`routing_api::polled`]) past the router, whose
+/// routing, layers and extractors made up most of the CPU of a `304`; adds the security
+/// headers to every answer.
+#[derive(Clone)]
+pub struct Front {
+    router: Router,
+    state: AppState,
+}
+
+impl tower::Service<axum::extract::Request> for Front {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = futures_util::future::Map<
+        futures_util::future::Either<
+            routing_api::Answer,
+            axum::routing::future::RouteFuture<Infallible>,
+        >,
+        fn(
+            Result<axum::response::Response, Infallible>,
+        ) -> Result<axum::response::Response, Infallible>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        tower::Service::<axum::extract::Request>::poll_ready(&mut self.router, cx)
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        use futures_util::FutureExt;
+        use futures_util::future::Either;
+        let answer = match routing_api::polled(req.uri().path()) {
+            Some(form) => Either::Left(routing_api::poll(&self.state, form, req)),
+            None => Either::Right(self.router.call(req)),
+        };
+        answer.map(secured as fn(_) -> _)
+    }
+}
+
+/// The router: pages, server functions, sign-in and the APIs.
+fn router(state: AppState, store: &Store) -> Router {
     let routes = ROUTES.clone();
     let backend: Arc<dyn Backend> = Arc::new(backend::ServerBackend {
         state: state.clone(),
@@ -67,10 +121,8 @@ pub fn router(state: AppState, store: &Store) -> Router {
         provide_context(routing.clone());
     };
     let inactivity = Duration::from_secs(state.config.session_inactivity_secs);
-    let (api_free, api_sessions) = openapi::api_routes(
-        routing_api::polling_routes().merge(tickets_api::routes()),
-        routing_api::match_routes(),
-    );
+    let (api_free, api_sessions) =
+        openapi::api_routes(tickets_api::routes(), routing_api::match_routes());
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -100,7 +152,6 @@ pub fn router(state: AppState, store: &Store) -> Router {
         ))
         .layer(store.layer(inactivity))
         .layer(axum::middleware::from_fn(csrf::refuse_cross_site))
-        .layer(axum::middleware::from_fn(security_headers))
         // Spans name the path only: query strings carry sign-in codes and states.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
@@ -114,7 +165,6 @@ pub fn router(state: AppState, store: &Store) -> Router {
                     state.metrics.clone(),
                     count_requests,
                 ))
-                .layer(axum::middleware::from_fn(security_headers))
                 .with_state(state),
         )
 }
@@ -182,13 +232,13 @@ async fn count_requests(
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_string());
-    let method = req.method().as_str().to_string();
+        .cloned();
+    let method = req.method().clone();
     let started = std::time::Instant::now();
     let res = next.run(req).await;
     if let Some(route) = route {
         metrics.http(
-            &route,
+            route.as_str(),
             &method,
             res.status().as_u16(),
             started.elapsed().as_secs_f64(),
@@ -197,15 +247,11 @@ async fn count_requests(
     res
 }
 
-/// Headers every web response carries: no framing by other sites (clickjacking), no MIME
-/// sniffing, and no full URLs (which may carry sign-in codes) sent to other sites.
-pub async fn security_headers(
-    req: axum::http::Request<axum::body::Body>,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::http::{HeaderValue, header};
-    let mut res = next.run(req).await;
-    let h = res.headers_mut();
+/// Adds the headers every web response carries: no framing by other sites (clickjacking), no
+/// MIME sniffing, and no full URLs (which may carry sign-in codes) sent to other sites. A page
+/// may set its own Content-Security-Policy.
+fn secure(h: &mut axum::http::HeaderMap) {
+    use axum::http::header;
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(
@@ -221,5 +267,14 @@ pub async fn security_headers(
         header::REFERRER_POLICY,
         HeaderValue::from_static("strict-origin-when-cross-origin"),
     );
-    res
+}
+
+/// [`secure`] as the last step of every answer.
+fn secured(
+    answer: Result<axum::response::Response, Infallible>,
+) -> Result<axum::response::Response, Infallible> {
+    answer.map(|mut r| {
+        secure(r.headers_mut());
+        r
+    })
 }

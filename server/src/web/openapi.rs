@@ -130,5 +130,6 @@ pub fn api_routes(
     let (sessions, sessions_doc) = with_session.split_for_parts();
     let mut doc = free_doc;
     doc.merge(sessions_doc);
+    doc.merge(super::routing_api::PollingDoc::openapi());
     (free.layer(Extension(Arc::new(doc))), sessions)
 }

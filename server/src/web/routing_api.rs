@@ -3,16 +3,20 @@
 //! strong ETag and `304 Not Modified`; and `GET /api/v1/routing/match`, which tells which
 //! tags one build would get (a token or a signed-in session).
 //!
-//! The polling endpoints sit outside the session layer: they never read or write a session,
-//! and a poll costs no database round trip while the rules are unchanged (see
-//! [`crate::routing::served`]); tokens found valid are remembered for a few seconds
-//! ([`crate::tokens::TokenMemory`]).
+//! The polling endpoints are answered before the router ([`super::Web`] calls [`poll`]): they
+//! need none of its routing, layers or extractors, which were most of the CPU of a `304`.
+//! They never read or write a session, and a poll costs no database round trip while the
+//! rules are unchanged (see [`crate::routing::served`]); tokens found valid are remembered
+//! for a few seconds ([`crate::tokens::TokenMemory`]).
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::future::{BoxFuture, Either, Ready, ready};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::IntoParams;
@@ -22,17 +26,93 @@ use utoipa_axum::routes;
 use super::openapi::{ApiErrorBody, MatchAnswer, MatchedRule, RoutingDocument};
 
 use crate::auth::current::MaybeUser;
-use crate::metrics::Metrics;
-use crate::routing::served::RoutingCache;
+use crate::routing::served::Snapshot;
 use crate::state::AppState;
 use crate::tokens::TokenMemory;
 
-/// The polling routes (no sessions), with their OpenAPI description.
-pub fn polling_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(routing_json))
-        .routes(routes!(routing_python))
+/// What Copr polls: the rules as JSON or as Copr's Python configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Json,
+    Python,
 }
+
+impl Form {
+    /// The router pattern it would have: the `route` label of its HTTP metrics.
+    fn route(self) -> &'static str {
+        match self {
+            Form::Json => "/api/v1/routing",
+            Form::Python => "/api/v1/routing/copr.conf",
+        }
+    }
+
+    /// The `format` label of its routing metrics.
+    fn label(self) -> &'static str {
+        match self {
+            Form::Json => "json",
+            Form::Python => "python",
+        }
+    }
+}
+
+/// Which polling endpoint `path` is, if any.
+pub fn polled(path: &str) -> Option<Form> {
+    [Form::Json, Form::Python]
+        .into_iter()
+        .find(|f| f.route() == path)
+}
+
+/// The answer to a poll: ready at once when the token is remembered and the rules are fresh
+/// (nearly every poll: nothing is awaited, nothing boxed), otherwise once the database answered.
+pub type Answer =
+    Either<Ready<Result<Response, Infallible>>, BoxFuture<'static, Result<Response, Infallible>>>;
+
+/// Answers a request for `form` (see [`polled`]), counting it as the router counts its routes.
+pub fn poll(state: &AppState, form: Form, req: Request) -> Answer {
+    let started = std::time::Instant::now();
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let refused = (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET,HEAD")],
+        )
+            .into_response();
+        return Either::Left(ready(Ok(counted(state, form, &req, started, refused))));
+    }
+    if let (Some(name), Some(snapshot)) = (
+        state.tokens.remembered(bearer(req.headers())),
+        state.routing.fresh(),
+    ) {
+        let answer = respond(state, req.headers(), form, &name, &snapshot);
+        return Either::Left(ready(Ok(counted(state, form, &req, started, answer))));
+    }
+    let state = state.clone();
+    Either::Right(Box::pin(async move {
+        let answer = serve(&state, req.headers(), form).await;
+        Ok(counted(&state, form, &req, started, answer))
+    }))
+}
+
+/// `answer`, counted in the HTTP metrics.
+fn counted(
+    state: &AppState,
+    form: Form,
+    req: &Request,
+    started: std::time::Instant,
+    answer: Response,
+) -> Response {
+    state.metrics.http(
+        form.route(),
+        req.method(),
+        answer.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    answer
+}
+
+/// The OpenAPI description of the polling endpoints (they are not routes of the router).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(routing_json, routing_python))]
+pub struct PollingDoc;
 
 /// The match route (a token or a session).
 pub fn match_routes() -> OpenApiRouter<AppState> {
@@ -54,9 +134,8 @@ pub fn match_routes() -> OpenApiRouter<AppState> {
         (status = 503, description = "The database did not answer", body = ApiErrorBody),
     )
 )]
-async fn routing_json(state: Poll, headers: HeaderMap) -> Response {
-    serve(state, headers, false).await
-}
+#[allow(dead_code)] // its description only: `poll` answers it
+fn routing_json() {}
 
 /// The same rules as Copr's `EXTRA_BUILDCHROOT_TAGS = [...]`, valid Python to include in
 /// `copr.conf`.
@@ -74,9 +153,8 @@ async fn routing_json(state: Poll, headers: HeaderMap) -> Response {
         (status = 503, description = "The database did not answer", body = ApiErrorBody),
     )
 )]
-async fn routing_python(state: Poll, headers: HeaderMap) -> Response {
-    serve(state, headers, true).await
-}
+#[allow(dead_code)] // its description only: `poll` answers it
+fn routing_python() {}
 
 fn refuse(status: StatusCode, message: &str) -> Response {
     let mut r = (
@@ -93,30 +171,14 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     r
 }
 
-/// What a poll needs of the state: cheap handles only, since Copr polls often (cloning the
-/// whole `AppState` per request showed in profiles of the 304 path).
-#[derive(Clone)]
-struct Poll {
-    db: sea_orm::DatabaseConnection,
-    tokens: Arc<TokenMemory>,
-    routing: Arc<RoutingCache>,
-    metrics: Arc<Metrics>,
-}
-
-impl FromRequestParts<AppState> for Poll {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        _parts: &mut axum::http::request::Parts,
-        state: &AppState,
-    ) -> Result<Poll, Self::Rejection> {
-        Ok(Poll {
-            db: state.db.clone(),
-            tokens: state.tokens.clone(),
-            routing: state.routing.clone(),
-            metrics: state.metrics.clone(),
-        })
-    }
+/// The bearer token a request carries, or "".
+fn bearer(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("")
 }
 
 /// The token's name, when the request carries a live one.
@@ -124,16 +186,11 @@ async fn token_name(
     tokens: &TokenMemory,
     db: &sea_orm::DatabaseConnection,
     headers: &HeaderMap,
-) -> Result<Option<String>, Response> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+) -> Result<Option<Arc<str>>, Response> {
+    let presented = bearer(headers);
+    if presented.is_empty() {
         return Ok(None);
-    };
-    let presented = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
+    }
     match tokens.verify(db, presented).await {
         Ok(name) => Ok(name),
         Err(e) => {
@@ -147,22 +204,22 @@ async fn token_name(
 }
 
 /// Whether `If-None-Match` names `etag` (or `*`).
-fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+fn not_modified(headers: &HeaderMap, etag: &[u8]) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == etag || t == "*")
+        .any(|t| t.as_bytes() == etag || t == "*")
 }
 
-async fn serve(state: Poll, headers: HeaderMap, python: bool) -> Response {
-    let format = if python { "python" } else { "json" };
-    let name = match token_name(&state.tokens, &state.db, &headers).await {
+async fn serve(state: &AppState, headers: &HeaderMap, form: Form) -> Response {
+    let format = form.label();
+    let name = match token_name(&state.tokens, &state.db, headers).await {
         Ok(Some(name)) => name,
         Ok(None) => {
-            state.metrics.routing_fetch("none", format, 401);
+            state.metrics.routing_fetch(&"none".into(), format, 401);
             return refuse(
                 StatusCode::UNAUTHORIZED,
                 "send an API token as Authorization: Bearer <token> (an admin creates one with copr-pools token create NAME)",
@@ -181,28 +238,53 @@ async fn serve(state: Poll, headers: HeaderMap, python: bool) -> Response {
             );
         }
     };
+    respond(state, headers, form, &name, &snapshot)
+}
+
+/// The rules of `snapshot` in `form`, or `304` when the caller has them, for token `name`.
+fn respond(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: Form,
+    name: &Arc<str>,
+    snapshot: &Snapshot,
+) -> Response {
+    let python = form == Form::Python;
     let etag = snapshot.etag(python);
-    let common = [
-        (header::ETAG, etag.clone()),
-        (header::CACHE_CONTROL, "no-cache".to_string()),
-    ];
-    if not_modified(&headers, &etag) {
-        state.metrics.routing_fetch(&name, format, 304);
-        return (StatusCode::NOT_MODIFIED, common).into_response();
-    }
-    state.metrics.routing_fetch(&name, format, 200);
-    let (content_type, body) = if python {
-        ("text/x-python; charset=utf-8", snapshot.python.clone())
+    let fresh = not_modified(headers, etag);
+    let status = if fresh {
+        StatusCode::NOT_MODIFIED
     } else {
-        ("application/json", snapshot.json.clone())
+        StatusCode::OK
     };
-    (
-        StatusCode::OK,
-        common,
-        [(header::CONTENT_TYPE, content_type)],
-        body,
-    )
-        .into_response()
+    state
+        .metrics
+        .routing_fetch(name, form.label(), status.as_u16());
+    let mut response = if fresh {
+        Response::new(Body::empty())
+    } else if python {
+        (
+            [(header::CONTENT_TYPE, "text/x-python; charset=utf-8")],
+            snapshot.python.clone(),
+        )
+            .into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            snapshot.json.clone(),
+        )
+            .into_response()
+    };
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    // Room for these and the security headers at once.
+    h.reserve(8);
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_maybe_shared(etag.clone()).expect("an ETag is a header value"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -243,12 +325,13 @@ async fn route_one(
     MaybeUser(user): MaybeUser,
     Query(q): Query<BuildQuery>,
 ) -> Response {
-    let who = match user {
-        Some(u) => format!("session:{}", u.username),
+    // Counted by token name, or as `session` for a signed-in user.
+    let token_label: Arc<str> = match user {
+        Some(_) => "session".into(),
         None => match token_name(&state.tokens, &state.db, &headers).await {
             Ok(Some(name)) => name,
             Ok(None) => {
-                state.metrics.routing_fetch("none", "match", 401);
+                state.metrics.routing_fetch(&"none".into(), "match", 401);
                 return refuse(
                     StatusCode::UNAUTHORIZED,
                     "sign in, or send an API token as Authorization: Bearer <token>",
@@ -257,15 +340,10 @@ async fn route_one(
             Err(answer) => return answer,
         },
     };
-    let token_label = if who.starts_with("session:") {
-        "session"
-    } else {
-        who.as_str()
-    };
     let build = match crate::routing::build_string(&q.owner, &q.project, &q.chroot, &q.package) {
         Ok(b) => b,
         Err(errors) => {
-            state.metrics.routing_fetch(token_label, "match", 422);
+            state.metrics.routing_fetch(&token_label, "match", 422);
             return crate::auth::current::ApiError(app::error::AppError::Invalid(errors))
                 .into_response();
         }
@@ -281,7 +359,7 @@ async fn route_one(
         }
     };
     let (tags, rules) = snapshot.route(&build);
-    state.metrics.routing_fetch(token_label, "match", 200);
+    state.metrics.routing_fetch(&token_label, "match", 200);
     axum::Json(MatchAnswer {
         build,
         version: snapshot.version,

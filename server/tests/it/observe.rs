@@ -210,7 +210,7 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
 type Expected = (&'static str, &'static [(&'static str, &'static str)], f64);
 
 /// The status `/metrics` answers through `router` with these headers.
-async fn status_of(router: &axum::Router, headers: &[(&str, &str)]) -> http::StatusCode {
+async fn status_of(router: &crate::support::Client, headers: &[(&str, &str)]) -> http::StatusCode {
     use tower::ServiceExt;
     let mut req = http::Request::get("/metrics");
     for (k, v) in headers {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use copr_pools::auth::session::Store;
 use copr_pools::config::Config;
 use copr_pools::engine::Engine;
-use copr_pools::web::{AppState, router};
+use copr_pools::web::{AppState, app};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -100,7 +100,7 @@ async fn start_app(t: &TestDb, issuer: &str, port: u16) -> App {
     let store = Store::new(&t.db, t.settings.schema.as_deref())
         .await
         .unwrap();
-    let app = router(
+    let app = app(
         AppState::new(
             Arc::new(config),
             t.db.clone(),
@@ -115,7 +115,7 @@ async fn start_app(t: &TestDb, issuer: &str, port: u16) -> App {
     let stop = CancellationToken::new();
     let s = stop.clone();
     tokio::spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(listener, axum::ServiceExt::into_make_service(app))
             .with_graceful_shutdown(s.cancelled_owned())
             .await
     });

@@ -138,6 +138,23 @@ async fn copr_polls_the_rules_with_a_token_an_etag_and_304s() {
         .await;
         assert_eq!((status.as_u16(), body.as_str()), (304, ""));
         assert_eq!(h2["etag"].to_str().unwrap(), etag);
+        // Answered before the router, with the headers every answer carries.
+        assert_eq!(h2["x-frame-options"], "DENY");
+        assert_eq!(h2["x-content-type-options"], "nosniff");
+        assert_eq!(h2["cache-control"], "no-cache");
+        let head = http::Request::head("/api/v1/routing")
+            .header("authorization", &auth)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let (status, h3, _) = app.request(head).await;
+        assert_eq!(status, 200);
+        assert_eq!(h3["etag"].to_str().unwrap(), etag);
+        let post = http::Request::post("/api/v1/routing")
+            .header("authorization", &auth)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let (status, h3, _) = app.request(post).await;
+        assert_eq!((status.as_u16(), h3["allow"].to_str().unwrap()), (405, "GET,HEAD"));
 
         // The Python form: what Python reads from it is the JSON form's rules.
         let (status, h, conf) = get_with(
@@ -200,6 +217,10 @@ async fn copr_polls_the_rules_with_a_token_an_etag_and_304s() {
             r#"copr_pools_routing_fetches_total{token="copr-prod",format="json",status="304"} 1"#,
             r#"copr_pools_routing_fetches_total{token="copr-prod",format="python",status="200"} 1"#,
             r#"copr_pools_routing_fetches_total{token="none",format="json",status="401"} 2"#,
+            // Counted by route like every other request.
+            r#"copr_pools_http_requests_total{route="/api/v1/routing",method="GET",status="304"} "#,
+            r#"copr_pools_http_requests_total{route="/api/v1/routing",method="POST",status="405"} 1"#,
+            r#"copr_pools_http_request_duration_seconds_count{route="/api/v1/routing/copr.conf"} 2"#,
         ] {
             assert!(metrics.contains(line), "{line} in {metrics}");
         }

@@ -14,7 +14,7 @@ use copr_pools::credentials::Vault;
 use copr_pools::db::{self, DbSettings};
 use copr_pools::engine::{Engine, EngineSettings};
 use copr_pools::secrets::Keyring;
-use copr_pools::web::{AppState, router};
+use copr_pools::web::{AppState, app};
 use http_body_util::BodyExt;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio::sync::OnceCell;
@@ -206,10 +206,16 @@ where
 
 /// The web app over a test database, called in-process, as if from a loopback client.
 pub struct TestApp {
-    pub router: axum::Router,
+    pub router: Client,
     /// The same app seen from another host (for what only loopback clients may read).
-    pub remote: axum::Router,
+    pub remote: Client,
 }
+
+/// The web app as one client sees it (its address).
+pub type Client =
+    <axum::extract::connect_info::MockConnectInfo<std::net::SocketAddr> as tower::Layer<
+        copr_pools::web::Web,
+    >>::Service;
 
 impl TestApp {
     pub async fn new(t: &TestDb) -> TestApp {
@@ -226,13 +232,13 @@ impl TestApp {
             .await
             .expect("session store");
         let state = AppState::new(Arc::new(config), t.db.clone(), engine, vault(t));
-        let app = router(state, &store);
+        let app = app(state, &store);
         let from = |ip: [u8; 4]| {
             axum::extract::connect_info::MockConnectInfo(std::net::SocketAddr::from((ip, 40000)))
         };
         TestApp {
-            remote: app.clone().layer(from([198, 51, 100, 7])),
-            router: app.layer(from([127, 0, 0, 1])),
+            remote: tower::Layer::layer(&from([198, 51, 100, 7]), app.clone()),
+            router: tower::Layer::layer(&from([127, 0, 0, 1]), app),
         }
     }
 
