@@ -27,16 +27,6 @@ use crate::engine::model::PoolState;
 use crate::engine::store::{live_resources, open_tickets};
 use crate::entities::{pools, resources, tickets};
 
-/// The answers counted most often, GET requests by route and status: Copr polls the routing
-/// rules every few seconds from each frontend, nearly always for a `304`. Their series are
-/// found once, so counting one is two atomic additions.
-const FREQUENT: [(&str, u16); 4] = [
-    ("/api/v1/routing", 304),
-    ("/api/v1/routing", 200),
-    ("/api/v1/routing/copr.conf", 304),
-    ("/api/v1/routing/copr.conf", 200),
-];
-
 /// A request method as a label: the standard ones by name, anything else as `other` (a
 /// client must not make new series by inventing methods).
 fn method_label(method: &axum::http::Method) -> &'static str {
@@ -108,8 +98,6 @@ pub struct Metrics {
     sign_ins: Family<OutcomeLabels, Counter>,
     http_requests: Family<HttpLabels, Counter>,
     http_seconds: Family<RouteLabels, Histogram>,
-    /// The series of [`FREQUENT`] answers, found once.
-    frequent: Vec<(&'static str, u16, Counter, Histogram)>,
     /// Router patterns and their labels (a router has a fixed set of patterns).
     route_labels: RwLock<HashMap<Box<str>, Arc<str>>>,
     pools: Family<StateLabels, Gauge>,
@@ -156,7 +144,6 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.001, 2.5, 12))
             }),
             route_labels: RwLock::default(),
-            frequent: Vec::new(),
             pools: Family::default(),
             machines: Family::default(),
             waiting: Family::default(),
@@ -201,30 +188,7 @@ impl Metrics {
             m.waiting.clone(),
         );
         engine.register(&mut registry);
-        let frequent = FREQUENT
-            .iter()
-            .map(|&(route, status)| {
-                let label: Arc<str> = route.into();
-                let requests = m
-                    .http_requests
-                    .get_or_create(&HttpLabels {
-                        route: label.clone(),
-                        method: "GET",
-                        status,
-                    })
-                    .clone();
-                let duration = m
-                    .http_seconds
-                    .get_or_create(&RouteLabels { route: label })
-                    .clone();
-                (route, status, requests, duration)
-            })
-            .collect();
-        Metrics {
-            registry,
-            frequent,
-            ..m
-        }
+        Metrics { registry, ..m }
     }
 
     /// Replaces who may read the metrics.
@@ -263,16 +227,6 @@ impl Metrics {
 
     /// Counts one HTTP request.
     pub fn http(&self, route: &str, method: &axum::http::Method, status: u16, seconds: f64) {
-        if method == axum::http::Method::GET
-            && let Some((_, _, requests, duration)) = self
-                .frequent
-                .iter()
-                .find(|(r, s, _, _)| *s == status && *r == route)
-        {
-            requests.inc();
-            duration.observe(seconds);
-            return;
-        }
         let route = self.route_label(route);
         self.http_requests
             .get_or_create(&HttpLabels {

@@ -20,7 +20,6 @@ use crate::engine::hooks::HookEnv;
 use crate::engine::{Engine, EngineSettings};
 use crate::secrets::{KeySource, Keyring};
 use crate::state::AppState;
-
 use crate::{db, telemetry, xmlrpc};
 
 /// Runs the server. `config_path` is the file the configuration came from (or None: then

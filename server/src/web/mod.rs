@@ -39,15 +39,12 @@ static ROUTES: LazyLock<Vec<AxumRouteListing>> = LazyLock::new(|| generate_route
 
 /// The web listener's service, with sessions in `store`: Copr's polls answered first, the
 /// router for everything else, and the same security headers on every answer.
-pub fn app(state: AppState, store: &Store) -> Web {
+pub fn app(state: AppState, store: &Store) -> Front {
     Front {
         router: router(state.clone(), store),
         state,
     }
 }
-
-/// What the web listener serves (see [`app`]).
-pub type Web = Front;
 
 /// Routes Copr's polls of the routing rules ([`routing_api::polled`]) past the router, whose
 /// routing, layers and extractors made up most of the CPU of a `304`; adds the security

@@ -3,7 +3,7 @@
 //! strong ETag and `304 Not Modified`; and `GET /api/v1/routing/match`, which tells which
 //! tags one build would get (a token or a signed-in session).
 //!
-//! The polling endpoints are answered before the router ([`super::Web`] calls [`poll`]): they
+//! The polling endpoints are answered before the router ([`super::Front`] calls [`poll`]): they
 //! need none of its routing, layers or extractors, which were most of the CPU of a `304`.
 //! They never read or write a session, and a poll costs no database round trip while the
 //! rules are unchanged (see [`crate::routing::served`]); tokens found valid are remembered
@@ -249,8 +249,7 @@ fn respond(
     name: &Arc<str>,
     snapshot: &Snapshot,
 ) -> Response {
-    let python = form == Form::Python;
-    let etag = snapshot.etag(python);
+    let etag = snapshot.etag(form == Form::Python);
     let fresh = not_modified(headers, etag);
     let status = if fresh {
         StatusCode::NOT_MODIFIED
@@ -262,18 +261,12 @@ fn respond(
         .routing_fetch(name, form.label(), status.as_u16());
     let mut response = if fresh {
         Response::new(Body::empty())
-    } else if python {
-        (
-            [(header::CONTENT_TYPE, "text/x-python; charset=utf-8")],
-            snapshot.python.clone(),
-        )
-            .into_response()
     } else {
-        (
-            [(header::CONTENT_TYPE, "application/json")],
-            snapshot.json.clone(),
-        )
-            .into_response()
+        let (content_type, body) = match form {
+            Form::Json => ("application/json", &snapshot.json),
+            Form::Python => ("text/x-python; charset=utf-8", &snapshot.python),
+        };
+        ([(header::CONTENT_TYPE, content_type)], body.clone()).into_response()
     };
     *response.status_mut() = status;
     let h = response.headers_mut();

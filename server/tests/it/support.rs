@@ -214,7 +214,7 @@ pub struct TestApp {
 /// The web app as one client sees it (its address).
 pub type Client =
     <axum::extract::connect_info::MockConnectInfo<std::net::SocketAddr> as tower::Layer<
-        copr_pools::web::Web,
+        copr_pools::web::Front,
     >>::Service;
 
 impl TestApp {
