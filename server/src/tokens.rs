@@ -198,10 +198,17 @@ pub async fn verify(db: &impl ConnectionTrait, presented: &str) -> Result<Option
 /// Tokens verified lately, so a poll does not ask the database each time: the presented
 /// token → (its name, when). A revocation made by this process clears it; one made elsewhere
 /// (the CLI, another replica) takes effect within [`MEMORY`].
+///
+/// Tokens not remembered are checked one at a time: when many connections of one Copr
+/// frontend arrive together (a restart), the first check is remembered and the rest find it,
+/// instead of each asking the database and writing the token's last use (SQLite takes those
+/// writes one by one).
 #[derive(Default)]
-pub struct TokenMemory(
-    std::sync::Mutex<std::collections::HashMap<String, (Arc<str>, std::time::Instant)>>,
-);
+pub struct TokenMemory {
+    verified: std::sync::Mutex<std::collections::HashMap<String, (Arc<str>, std::time::Instant)>>,
+    checking: tokio::sync::Mutex<()>,
+    looked_up: std::sync::atomic::AtomicU64,
+}
 
 /// How long a verified token is trusted without asking the database again.
 pub const MEMORY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -216,8 +223,17 @@ impl TokenMemory {
         if let Some(name) = self.remembered(presented) {
             return Ok(Some(name));
         }
+        if !presented.starts_with(PREFIX) {
+            return Ok(None);
+        }
+        let _one_at_a_time = self.checking.lock().await;
+        if let Some(name) = self.remembered(presented) {
+            return Ok(Some(name));
+        }
+        self.looked_up
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name: Option<Arc<str>> = verify(db, presented).await?.map(Arc::from);
-        let mut memory = self.0.lock().expect("token memory");
+        let mut memory = self.verified.lock().expect("token memory");
         memory.retain(|_, (_, at)| at.elapsed() < MEMORY);
         if let Some(name) = &name {
             memory.insert(
@@ -230,15 +246,20 @@ impl TokenMemory {
 
     /// The name of `presented`, when it was found live less than [`MEMORY`] ago.
     pub fn remembered(&self, presented: &str) -> Option<Arc<str>> {
-        match self.0.lock().expect("token memory").get(presented) {
+        match self.verified.lock().expect("token memory").get(presented) {
             Some((name, at)) if at.elapsed() < MEMORY => Some(name.clone()),
             _ => None,
         }
     }
 
+    /// How many times a token was looked up in the database.
+    pub fn looked_up(&self) -> u64 {
+        self.looked_up.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Forgets every token: one was revoked.
     pub fn forget(&self) {
-        self.0.lock().expect("token memory").clear();
+        self.verified.lock().expect("token memory").clear();
     }
 }
 

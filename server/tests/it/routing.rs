@@ -66,6 +66,34 @@ fn python_reads(conf: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// A Copr frontend restarting opens many connections at once: its token is looked up in the
+/// database once, not once per connection (each lookup may write the token's last use).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_polls_with_a_new_token_looks_it_up_once() {
+    each_db(|t| async move {
+        let token = copr_pools::tokens::create(&t.db, &Actor::User("carol".into()), "copr-prod")
+            .await
+            .unwrap();
+        let memory = std::sync::Arc::new(copr_pools::tokens::TokenMemory::default());
+        let checks: Vec<_> = (0..32)
+            .map(|_| {
+                let (memory, db, token) = (memory.clone(), t.db.clone(), token.clone());
+                tokio::spawn(async move { memory.verify(&db, &token).await.unwrap() })
+            })
+            .collect();
+        for check in checks {
+            assert_eq!(check.await.unwrap().as_deref(), Some("copr-prod"));
+        }
+        assert_eq!(memory.looked_up(), 1);
+        // A wrong token is looked up (and not remembered); one without the prefix is not.
+        assert_eq!(memory.verify(&t.db, "cpt_wrong").await.unwrap(), None);
+        assert_eq!(memory.verify(&t.db, "cpt_wrong").await.unwrap(), None);
+        assert_eq!(memory.verify(&t.db, "not-a-token").await.unwrap(), None);
+        assert_eq!(memory.looked_up(), 3);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn copr_polls_the_rules_with_a_token_an_etag_and_304s() {
     each_db(|t| async move {
