@@ -4,7 +4,7 @@
 # Debian's archive). Then the match over 500 rules inside the server (copr-pools bench --mode
 # routing). Prints figures; asserts nothing.
 #
-#   [ROUNDS=3] scripts/bench-routing.sh [SECONDS] [CONNECTIONS]
+#   [ROUNDS=3] [BIN=copr-pools binary] scripts/bench-routing.sh [SECONDS] [CONNECTIONS]
 #
 # Everything listens on 127.0.0.1 and is stopped by its PID at the end. On 2 cores wrk and
 # the server share the CPU, as they do for nginx: the comparison is fair, the absolute
@@ -21,9 +21,12 @@ if ! command -v wrk >/dev/null || { ! command -v nginx >/dev/null && [[ ! -x /us
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-echo "==> building copr-pools (release)"
-cargo build --release --locked -p copr-pools --bin copr-pools 2>&1 | tail -n 1
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/copr-pools
+# BIN=path: measure that binary (another build, kept for a comparison) instead of building.
+if [[ -z ${BIN:-} ]]; then
+    echo "==> building copr-pools (release)"
+    cargo build --release --locked -p copr-pools --bin copr-pools 2>&1 | tail -n 1
+    BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/copr-pools
+fi
 
 work=$(mktemp -d)
 pids=()

@@ -656,21 +656,13 @@ async fn bench_live(config: &Config, args: &BenchArgs, pages: usize) -> anyhow::
     );
     let live = state.live.clone();
     let app = crate::web::app(state, &store);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let web = format!("http://{}", listener.local_addr()?);
-    {
-        let s = rig.stop.clone();
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-                    std::net::SocketAddr,
-                >(app),
-            )
-            .with_graceful_shutdown(s.cancelled_owned())
-            .await
-        });
-    }
+    // The listener `serve` runs, on a free port.
+    let listener = crate::web::Listeners::bind(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        crate::web::threads(config.web_threads),
+    )?;
+    let web = format!("http://{}", listener.local_addr());
+    tokio::spawn(listener.serve(app, tokio::runtime::Handle::current(), rig.stop.clone())?);
     let (cpu0, rss0) = usage_now();
     let messages = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));

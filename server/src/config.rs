@@ -72,6 +72,7 @@ impl TeamGroups {
 #[serde(deny_unknown_fields, default)]
 struct RawConfig {
     listen: String,
+    web_threads: usize,
     database_url: String,
     database_max_connections: u32,
     site_root: PathBuf,
@@ -118,6 +119,7 @@ impl Default for RawConfig {
     fn default() -> Self {
         RawConfig {
             listen: "127.0.0.1:3000".into(),
+            web_threads: 0,
             database_url: "sqlite://data/copr-pools.sqlite?mode=rwc".into(),
             database_max_connections: 8,
             site_root: "target/site".into(),
@@ -206,6 +208,8 @@ pub struct OidcConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Threads serving `listen`, each with its own runtime and socket; 0: one per core.
+    pub web_threads: usize,
     pub database_url: String,
     pub database_max_connections: u32,
     pub site_root: PathBuf,
@@ -359,6 +363,12 @@ impl Config {
                  or postgres:// (e.g. postgres://copr@localhost/copr_pools)",
             ));
         }
+        if raw.web_threads > 256 {
+            return Err(invalid(
+                "web_threads",
+                "must be at most 256 (0 means one per core)",
+            ));
+        }
         if raw.database_max_connections == 0 {
             return Err(invalid("database_max_connections", "must be at least 1"));
         }
@@ -425,6 +435,7 @@ impl Config {
 
         Ok(Config {
             listen,
+            web_threads: raw.web_threads,
             database_url: raw.database_url,
             database_max_connections: raw.database_max_connections,
             site_root: raw.site_root,
@@ -483,6 +494,7 @@ impl Config {
         }
         compare!(
             listen,
+            web_threads,
             database_url,
             database_max_connections,
             site_root,

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::session::Store;
@@ -83,8 +82,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     let shutdown = CancellationToken::new();
     let config = Arc::new(config);
 
-    let web = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let web = crate::web::Listeners::bind(config.listen, crate::web::threads(config.web_threads))
         .with_context(|| format!("cannot listen on {} (key `listen`)", config.listen))?;
     let rpc = tokio::net::TcpListener::bind(config.xmlrpc_listen)
         .await
@@ -177,30 +175,19 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
             live.stop();
         });
     }
-    {
-        let stop = shutdown.clone();
+    let web_addr = web.local_addr();
+    let web_threads = {
         let app = crate::web::app(state, &store);
-        tasks.spawn(async move {
-            // Small answers (a 304 to Copr's poll) go out at once, as nginx does on keep-alive
-            // connections, instead of waiting on Nagle's algorithm for the previous ACK.
-            let web = web.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                }
-            });
-            axum::serve(
-                web,
-                axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-                    std::net::SocketAddr,
-                >(app),
-            )
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .map_err(|e| format!("the web listener failed: {e}"))
-        });
-    }
+        let threads = web.threads();
+        let serving = web
+            .serve(app, tokio::runtime::Handle::current(), shutdown.clone())
+            .context("cannot start the web listener's threads")?;
+        tasks.spawn(serving);
+        threads
+    };
     tracing::info!(
-        web = %format!("http://{}", config.listen),
+        web = %format!("http://{web_addr}"),
+        web_threads,
         xmlrpc = %format!("http://{}", config.xmlrpc_listen),
         version = app::VERSION,
         "copr-pools is serving"

@@ -6,6 +6,7 @@ mod charts;
 mod credentials;
 mod forms;
 mod health;
+mod listener;
 mod live;
 mod openapi;
 mod pools;
@@ -31,6 +32,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::session::{self, Store};
 use crate::auth::{csrf, handlers};
 pub use crate::state::AppState;
+pub use listener::{Listeners, threads};
 
 /// The app's routes, generated once per process: generating them flips a process-wide
 /// "don't load resources" switch in Leptos, which would stall any page rendering at the same

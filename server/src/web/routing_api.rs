@@ -68,7 +68,7 @@ pub type Answer =
     Either<Ready<Result<Response, Infallible>>, BoxFuture<'static, Result<Response, Infallible>>>;
 
 /// Answers a request for `form` (see [`polled`]), counting it as the router counts its routes.
-pub fn poll(state: &AppState, form: Form, req: Request) -> Answer {
+pub fn poll<B: Send + 'static>(state: &AppState, form: Form, req: Request<B>) -> Answer {
     let started = std::time::Instant::now();
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let refused = (
@@ -93,10 +93,10 @@ pub fn poll(state: &AppState, form: Form, req: Request) -> Answer {
 }
 
 /// `answer`, counted in the HTTP metrics.
-fn counted(
+fn counted<B>(
     state: &AppState,
     form: Form,
-    req: &Request,
+    req: &Request<B>,
     started: std::time::Instant,
     answer: Response,
 ) -> Response {

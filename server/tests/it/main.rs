@@ -7,6 +7,7 @@ mod crash;
 mod credentials;
 mod engine;
 mod leader;
+mod listener;
 mod live;
 mod observe;
 mod oidc;
