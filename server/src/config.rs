@@ -208,7 +208,7 @@ pub struct OidcConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// Threads serving `listen`, each with its own runtime and socket; 0: one per core.
+    /// Threads accepting connections on `listen`, each with its own runtime; 0: one per core.
     pub web_threads: usize,
     pub database_url: String,
     pub database_max_connections: u32,

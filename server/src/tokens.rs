@@ -170,7 +170,7 @@ pub async fn revoke(db: &DatabaseConnection, actor: &Actor, name: &str) -> Resul
 
 /// The name of the live token `presented` is, noting its use (at most once a minute).
 pub async fn verify(db: &impl ConnectionTrait, presented: &str) -> Result<Option<String>, DbErr> {
-    if !presented.starts_with(PREFIX) || presented.len() > 128 {
+    if !well_formed(presented) {
         return Ok(None);
     }
     let Some(token) = api_tokens::Entity::find()
@@ -195,18 +195,25 @@ pub async fn verify(db: &impl ConnectionTrait, presented: &str) -> Result<Option
     Ok(Some(token.name))
 }
 
+/// Whether `presented` could be a token at all (else it is refused without a lookup).
+fn well_formed(presented: &str) -> bool {
+    presented.starts_with(PREFIX) && presented.len() <= 128
+}
+
 /// Tokens verified lately, so a poll does not ask the database each time: the presented
 /// token → (its name, when). A revocation made by this process clears it; one made elsewhere
 /// (the CLI, another replica) takes effect within [`MEMORY`].
 ///
-/// Tokens not remembered are checked one at a time: when many connections of one Copr
-/// frontend arrive together (a restart), the first check is remembered and the rest find it,
-/// instead of each asking the database and writing the token's last use (SQLite takes those
-/// writes one by one).
+/// A token not remembered is looked up once at a time: when many connections of one Copr
+/// frontend arrive together (a restart), the first lookup is remembered and the others find
+/// it, instead of each asking the database and writing the token's last use (SQLite takes
+/// those writes one by one). Different tokens are looked up side by side, so a flood of
+/// wrong ones does not hold up the right ones.
 #[derive(Default)]
 pub struct TokenMemory {
     verified: std::sync::Mutex<std::collections::HashMap<String, (Arc<str>, std::time::Instant)>>,
-    checking: tokio::sync::Mutex<()>,
+    /// The token → its turn to be looked up, while some check holds or awaits it.
+    checking: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     looked_up: std::sync::atomic::AtomicU64,
 }
 
@@ -223,10 +230,16 @@ impl TokenMemory {
         if let Some(name) = self.remembered(presented) {
             return Ok(Some(name));
         }
-        if !presented.starts_with(PREFIX) {
+        if !well_formed(presented) {
             return Ok(None);
         }
-        let _one_at_a_time = self.checking.lock().await;
+        let turn = {
+            let mut checking = self.checking.lock().expect("token checks");
+            // Turns nobody holds or awaits any more.
+            checking.retain(|_, turn| Arc::strong_count(turn) > 1);
+            checking.entry(presented.to_string()).or_default().clone()
+        };
+        let _turn = turn.lock().await;
         if let Some(name) = self.remembered(presented) {
             return Ok(Some(name));
         }

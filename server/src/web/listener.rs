@@ -3,11 +3,16 @@
 //! `listen`.
 //!
 //! Copr's polls of the routing rules are answered on the thread that accepted the connection,
-//! with no hand-over between threads: on tokio's multi-thread runtime, waking a worker on the
-//! other core for every request cost about a tenth of a `304`. Everything else (pages, server
-//! functions, the APIs, a poll that must ask the database) runs on the main runtime, where the
-//! database pool, the engine and Leptos live; its answer's body is relayed back to the
-//! connection's thread as it is produced, so a page or an event stream streams as before.
+//! with no hand-over between threads, when their token is remembered and the rules are fresh
+//! (nearly every poll; see [`routing_api::poll`]): on tokio's multi-thread runtime, waking a
+//! worker on the other core for every request cost about a tenth of a `304`. Everything else
+//! (pages, server functions, the APIs, a poll that must ask the database) runs on the main
+//! runtime, where the database pool, the engine and Leptos live; its answer's body is relayed
+//! back to the connection's thread as it is produced, so a page or an event stream streams as
+//! before.
+//!
+//! HTTP/1.1 only, without upgrades (nothing here uses WebSockets), as `axum::serve` served it
+//! with the features this project builds axum with.
 //!
 //! One socket, not one per thread with `SO_REUSEPORT`: that measured the same, but would let a
 //! second server started by mistake on the same port quietly take half the connections instead
@@ -95,10 +100,12 @@ impl Listeners {
     ) -> std::io::Result<impl Future<Output = Result<(), String>> + Send + 'static> {
         let threads = self.sockets.len();
         let (done, mut ended) = mpsc::channel::<Result<(), String>>(threads);
+        // Stops the threads already started when a later one cannot start.
+        let started = stop.child_token();
         for (i, socket) in self.sockets.into_iter().enumerate() {
             let (front, main, stop, done) =
-                (front.clone(), main.clone(), stop.clone(), done.clone());
-            std::thread::Builder::new()
+                (front.clone(), main.clone(), started.clone(), done.clone());
+            let spawned = std::thread::Builder::new()
                 .name(format!("web-{i}"))
                 .spawn(move || {
                     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -106,7 +113,11 @@ impl Listeners {
                     }))
                     .unwrap_or_else(|_| Err("a web listener thread panicked".to_string()));
                     let _ = done.blocking_send(outcome);
-                })?;
+                });
+            if let Err(e) = spawned {
+                started.cancel();
+                return Err(e);
+            }
         }
         Ok(async move {
             for _ in 0..threads {
@@ -142,7 +153,7 @@ fn serve_one(
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
-                        refused(e).await;
+                        refused(e, &stop).await;
                         continue;
                     }
                 },
@@ -178,8 +189,8 @@ fn serve_one(
 
 /// An `accept` that failed: a connection that went away before it was accepted is not worth
 /// a word; anything else (out of file descriptors) is logged and waited out, as `axum::serve`
-/// does.
-async fn refused(e: std::io::Error) {
+/// does, unless the listener is stopping.
+async fn refused(e: std::io::Error, stop: &CancellationToken) {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
     if matches!(
         e.kind(),
@@ -188,7 +199,10 @@ async fn refused(e: std::io::Error) {
         return;
     }
     tracing::error!(error = %e, "the web listener cannot accept connections; retrying in 1 s");
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    tokio::select! {
+        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        _ = stop.cancelled() => {}
+    }
 }
 
 /// One connection's service: polls answered here, the rest on the main runtime.
@@ -257,12 +271,12 @@ where
     }));
     Box::pin(async move {
         let Ok((parts, relayed)) = headed.await else {
-            // The handler panicked; the panic is in the log.
-            return Ok((
+            // The handler panicked (the panic is in the log), or the main runtime is gone.
+            return secured(Ok((
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The server failed while answering; the failure is in its log.\n",
             )
-                .into_response());
+                .into_response()));
         };
         let body = match relayed {
             None => Body::empty(),

@@ -11,8 +11,10 @@ use copr_pools::engine::Engine;
 use copr_pools::web::{AppState, Listeners, app};
 use tokio_util::sync::CancellationToken;
 
+use copr_pools::config::Config;
+
 use crate::auth::dev_config;
-use crate::support::{each_db, engine_settings, vault};
+use crate::support::{Kind, TestDb, each_db, engine_settings, vault};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -79,10 +81,15 @@ async fn the_web_listener_serves_polls_pages_forms_and_streams_on_its_threads_an
         let url = format!("{base}/api/v1/routing");
         let res = http.get(&url).send().await.unwrap();
         assert_eq!(res.status(), 401);
+        // The token is not remembered yet: this one is answered on the main runtime, and its
+        // body, built outside the router, keeps its length through the relay.
         let res = http.get(&url).bearer_auth(&token).send().await.unwrap();
         assert_eq!(res.status(), 200);
         let etag = res.headers()["etag"].clone();
-        let doc: serde_json::Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+        let length = res.headers()["content-length"].clone();
+        let body = res.text().await.unwrap();
+        assert_eq!(length.to_str().unwrap(), body.len().to_string());
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(doc["rules"], serde_json::json!([]));
         for _ in 0..3 {
             let res = http
@@ -95,6 +102,12 @@ async fn the_web_listener_serves_polls_pages_forms_and_streams_on_its_threads_an
             assert_eq!(res.status(), 304);
             assert_eq!(res.headers()["x-content-type-options"], "nosniff");
         }
+
+        // HEAD: the length, no body.
+        let res = http.head(format!("{base}/healthz")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(res.headers().contains_key("content-length"));
+        assert!(res.bytes().await.unwrap().is_empty());
 
         // A JSON answer from the main runtime keeps its length (the body is relayed whole).
         let res = http.get(format!("{base}/api/stats")).send().await.unwrap();
@@ -179,11 +192,82 @@ async fn the_web_listener_serves_polls_pages_forms_and_streams_on_its_threads_an
             .expect("the listener stops once its connections ended")
             .unwrap();
         assert_eq!(ended, Ok(()));
-        while let Ok(Some(_)) = events.chunk().await {}
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(Some(_)) = events.chunk().await {}
+        })
+        .await
+        .expect("the event stream ends with the server");
         assert!(
             tokio::net::TcpStream::connect(addr).await.is_err(),
             "nothing listens after the stop"
         );
     })
     .await;
+}
+
+/// With the main runtime gone, a poll whose token and rules are cached is still answered (on
+/// the thread that accepted it), and every other request gets a 500 that says where to look
+/// instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_are_answered_on_the_accepting_thread_and_the_rest_on_the_main_runtime() {
+    let t = TestDb::new(Kind::Sqlite).await;
+    let token = copr_pools::tokens::create(&t.db, &Actor::User("carol".into()), "copr-prod")
+        .await
+        .unwrap();
+    let store = Store::new(&t.db, None).await.unwrap();
+    let engine = Engine::new(t.db.clone(), engine_settings(t.dir.path()));
+    let config = Config {
+        // The rules stay fresh for the whole test.
+        routing_refresh_ms: 600_000,
+        ..dev_config()
+    };
+    let state = AppState::new(Arc::new(config), t.db.clone(), engine, vault(&t));
+    let main = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listeners = Listeners::bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+    let base = format!("http://{}", listeners.local_addr());
+    let stop = CancellationToken::new();
+    let serving = tokio::spawn(
+        listeners
+            .serve(app(state, &store), main.handle().clone(), stop.clone())
+            .unwrap(),
+    );
+    let http = client();
+    let url = format!("{base}/api/v1/routing");
+    let res = http.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), 200, "the first poll asks the database");
+    let etag = res.headers()["etag"].clone();
+    let res = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+
+    main.shutdown_background();
+    for _ in 0..3 {
+        let res = client()
+            .get(&url)
+            .bearer_auth(&token)
+            .header("if-none-match", etag.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 304);
+    }
+    let res = client()
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 500);
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+    assert!(res.text().await.unwrap().contains("in its log"));
+
+    stop.cancel();
+    let ended = tokio::time::timeout(Duration::from_secs(20), serving)
+        .await
+        .expect("the listener stops")
+        .unwrap();
+    assert_eq!(ended, Ok(()));
+    t.cleanup().await;
 }

@@ -71,25 +71,33 @@ fn python_reads(conf: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_polls_with_a_new_token_looks_it_up_once() {
     each_db(|t| async move {
-        let token = copr_pools::tokens::create(&t.db, &Actor::User("carol".into()), "copr-prod")
+        let carol = Actor::User("carol".into());
+        let prod = copr_pools::tokens::create(&t.db, &carol, "copr-prod")
+            .await
+            .unwrap();
+        let stg = copr_pools::tokens::create(&t.db, &carol, "copr-stg")
             .await
             .unwrap();
         let memory = std::sync::Arc::new(copr_pools::tokens::TokenMemory::default());
         let checks: Vec<_> = (0..32)
-            .map(|_| {
+            .map(|i| {
+                let token = if i % 2 == 0 { &prod } else { &stg };
                 let (memory, db, token) = (memory.clone(), t.db.clone(), token.clone());
                 tokio::spawn(async move { memory.verify(&db, &token).await.unwrap() })
             })
             .collect();
-        for check in checks {
-            assert_eq!(check.await.unwrap().as_deref(), Some("copr-prod"));
+        for (i, check) in checks.into_iter().enumerate() {
+            let expected = if i % 2 == 0 { "copr-prod" } else { "copr-stg" };
+            assert_eq!(check.await.unwrap().as_deref(), Some(expected));
         }
-        assert_eq!(memory.looked_up(), 1);
-        // A wrong token is looked up (and not remembered); one without the prefix is not.
+        assert_eq!(memory.looked_up(), 2, "each token once");
+        // A wrong token is looked up (and not remembered); one that cannot be a token is not.
         assert_eq!(memory.verify(&t.db, "cpt_wrong").await.unwrap(), None);
         assert_eq!(memory.verify(&t.db, "cpt_wrong").await.unwrap(), None);
         assert_eq!(memory.verify(&t.db, "not-a-token").await.unwrap(), None);
-        assert_eq!(memory.looked_up(), 3);
+        let long = format!("cpt_{}", "a".repeat(200));
+        assert_eq!(memory.verify(&t.db, &long).await.unwrap(), None);
+        assert_eq!(memory.looked_up(), 4);
     })
     .await;
 }
