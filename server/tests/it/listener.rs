@@ -35,6 +35,24 @@ fn session_cookie(res: &reqwest::Response) -> String {
     set.unwrap_or_else(|| panic!("a session cookie: {:?}", res.headers()))
 }
 
+/// A poll for the rules the caller has (`etag`): a 304 with the security headers.
+async fn polled_unchanged(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    etag: &reqwest::header::HeaderValue,
+) {
+    let res = http
+        .get(url)
+        .bearer_auth(token)
+        .header("if-none-match", etag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 304);
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_listener_serves_polls_pages_forms_and_streams_on_its_threads_and_stops_cleanly() {
     each_db(|t| async move {
@@ -92,15 +110,7 @@ async fn the_web_listener_serves_polls_pages_forms_and_streams_on_its_threads_an
         let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(doc["rules"], serde_json::json!([]));
         for _ in 0..3 {
-            let res = http
-                .get(&url)
-                .bearer_auth(&token)
-                .header("if-none-match", etag.clone())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 304);
-            assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+            polled_unchanged(&http, &url, &token, &etag).await;
         }
 
         // HEAD: the length, no body.
@@ -245,14 +255,7 @@ async fn polls_are_answered_on_the_accepting_thread_and_the_rest_on_the_main_run
 
     main.shutdown_background();
     for _ in 0..3 {
-        let res = client()
-            .get(&url)
-            .bearer_auth(&token)
-            .header("if-none-match", etag.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 304);
+        polled_unchanged(&client(), &url, &token, &etag).await;
     }
     let res = client()
         .get(format!("{base}/healthz"))
