@@ -30,7 +30,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, Either, Ready, ready};
+use futures_util::future::{BoxFuture, Either, ready};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
@@ -43,9 +43,11 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::{Front, routing_api, secured};
 
-/// The sockets of the web listener, bound and listening (connections queue from now on).
+/// The web listener's socket, bound and listening (connections queue from now on), and how
+/// many threads will accept from it.
 pub struct Listeners {
-    sockets: Vec<std::net::TcpListener>,
+    socket: std::net::TcpListener,
+    threads: usize,
     addr: SocketAddr,
 }
 
@@ -58,7 +60,7 @@ pub fn threads(configured: usize) -> usize {
 }
 
 impl Listeners {
-    /// Binds `addr` once; each of the `threads` threads accepts from its own handle of it.
+    /// Binds `addr` for `threads` threads (at least one).
     pub fn bind(addr: SocketAddr, threads: usize) -> std::io::Result<Listeners> {
         let socket = if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()?
@@ -70,50 +72,52 @@ impl Listeners {
         let addr = socket.local_addr()?;
         // `listen` registers the socket with this runtime; each thread registers its handle
         // with its own.
-        let socket = socket.listen(1024)?.into_std()?;
-        let mut sockets = Vec::with_capacity(threads.max(1));
-        for _ in 1..threads.max(1) {
-            sockets.push(socket.try_clone()?);
-        }
-        sockets.push(socket);
-        Ok(Listeners { sockets, addr })
+        Ok(Listeners {
+            socket: socket.listen(1024)?.into_std()?,
+            threads: threads.max(1),
+            addr,
+        })
     }
 
-    /// How many threads will serve them: one per socket.
+    /// How many threads will serve it.
     pub fn threads(&self) -> usize {
-        self.sockets.len()
+        self.threads
     }
 
-    /// The address every socket listens on.
+    /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Serves `front` until `stop` is cancelled, then lets open connections finish their
     /// requests. Requests other than polls run on `main`. The future ends when every thread
-    /// has; with an error when one could not run or panicked.
+    /// has; with an error when one could not run or panicked. Each thread accepts from its own
+    /// handle of the socket.
     pub fn serve(
         self,
         front: Front,
         main: Handle,
         stop: CancellationToken,
     ) -> std::io::Result<impl Future<Output = Result<(), String>> + Send + 'static> {
-        let threads = self.sockets.len();
+        let threads = self.threads;
         let (done, mut ended) = mpsc::channel::<Result<(), String>>(threads);
         // Stops the threads already started when a later one cannot start.
         let started = stop.child_token();
-        for (i, socket) in self.sockets.into_iter().enumerate() {
+        for i in 0..threads {
             let (front, main, stop, done) =
                 (front.clone(), main.clone(), started.clone(), done.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("web-{i}"))
-                .spawn(move || {
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        serve_one(socket, front, main, stop)
-                    }))
-                    .unwrap_or_else(|_| Err("a web listener thread panicked".to_string()));
-                    let _ = done.blocking_send(outcome);
-                });
+            let spawned = self.socket.try_clone().and_then(|socket| {
+                std::thread::Builder::new()
+                    .name(format!("web-{i}"))
+                    .spawn(move || {
+                        let outcome =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                serve_one(socket, front, main, stop)
+                            }))
+                            .unwrap_or_else(|_| Err("a web listener thread panicked".to_string()));
+                        let _ = done.blocking_send(outcome);
+                    })
+            });
             if let Err(e) = spawned {
                 started.cancel();
                 return Err(e);
@@ -213,15 +217,12 @@ struct Connection {
     main: Handle,
 }
 
-type Answered =
-    Either<Ready<Result<Response, Infallible>>, BoxFuture<'static, Result<Response, Infallible>>>;
-
 impl hyper::service::Service<hyper::Request<Incoming>> for Connection {
     type Response = Response;
     type Error = Infallible;
-    type Future = Answered;
+    type Future = routing_api::Answer;
 
-    fn call(&self, req: hyper::Request<Incoming>) -> Answered {
+    fn call(&self, req: hyper::Request<Incoming>) -> routing_api::Answer {
         if let Some(form) = routing_api::polled(req.uri().path()) {
             return match routing_api::poll(&self.front.state, form, req) {
                 Either::Left(at_once) => Either::Left(ready(secured(at_once.into_inner()))),

@@ -35,6 +35,65 @@ fn session_cookie(res: &reqwest::Response) -> String {
     set.unwrap_or_else(|| panic!("a session cookie: {:?}", res.headers()))
 }
 
+/// The app on `t`, served by the listener on `threads` threads (other requests on `main`),
+/// with an API token.
+struct Served {
+    token: String,
+    addr: std::net::SocketAddr,
+    base: String,
+    live: Arc<copr_pools::live::Live>,
+    stop: CancellationToken,
+    serving: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Served {
+    async fn start(
+        t: &TestDb,
+        config: Config,
+        threads: usize,
+        main: tokio::runtime::Handle,
+    ) -> Served {
+        let token = copr_pools::tokens::create(&t.db, &Actor::User("carol".into()), "copr-prod")
+            .await
+            .unwrap();
+        let store = Store::new(&t.db, t.settings.schema.as_deref())
+            .await
+            .unwrap();
+        let engine = Engine::new(t.db.clone(), engine_settings(t.dir.path()));
+        let state = AppState::new(Arc::new(config), t.db.clone(), engine, vault(t));
+        let live = state.live.clone();
+        let listeners = Listeners::bind("127.0.0.1:0".parse().unwrap(), threads).unwrap();
+        assert_eq!(listeners.threads(), threads);
+        let addr = listeners.local_addr();
+        assert_ne!(addr.port(), 0, "port 0 becomes a free port");
+        let stop = CancellationToken::new();
+        let serving = tokio::spawn(
+            listeners
+                .serve(app(state, &store), main, stop.clone())
+                .unwrap(),
+        );
+        Served {
+            token,
+            addr,
+            base: format!("http://{addr}"),
+            live,
+            stop,
+            serving,
+        }
+    }
+
+    /// Stops the listener as `serve` does (event streams end with it); it must end cleanly.
+    async fn stop(self) {
+        self.stop.cancel();
+        self.live.stop();
+        let ended = tokio::time::timeout(Duration::from_secs(20), self.serving)
+            .await
+            .expect("the listener stops once its connections ended")
+            .unwrap();
+        assert_eq!(ended, Ok(()));
+    }
+}
+
 /// A poll for the rules the caller has (`etag`): a 304 with the security headers.
 async fn polled_unchanged(
     http: &reqwest::Client,
@@ -56,31 +115,8 @@ async fn polled_unchanged(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_listener_serves_polls_pages_forms_and_streams_on_its_threads_and_stops_cleanly() {
     each_db(|t| async move {
-        let token = copr_pools::tokens::create(&t.db, &Actor::User("carol".into()), "copr-prod")
-            .await
-            .unwrap();
-        let store = Store::new(&t.db, t.settings.schema.as_deref())
-            .await
-            .unwrap();
-        let engine = Engine::new(t.db.clone(), engine_settings(t.dir.path()));
-        let state = AppState::new(Arc::new(dev_config()), t.db.clone(), engine, vault(&t));
-        let live = state.live.clone();
-
-        let listeners = Listeners::bind("127.0.0.1:0".parse().unwrap(), 3).unwrap();
-        assert_eq!(listeners.threads(), 3);
-        let addr = listeners.local_addr();
-        assert_ne!(addr.port(), 0, "port 0 becomes a free port");
-        let stop = CancellationToken::new();
-        let serving = tokio::spawn(
-            listeners
-                .serve(
-                    app(state, &store),
-                    tokio::runtime::Handle::current(),
-                    stop.clone(),
-                )
-                .unwrap(),
-        );
-        let base = format!("http://{addr}");
+        let served = Served::start(&t, dev_config(), 3, tokio::runtime::Handle::current()).await;
+        let (token, addr, base) = (served.token.clone(), served.addr, served.base.clone());
 
         // Fresh connections, each taken by whichever thread accepts first: all answered.
         for _ in 0..24 {
@@ -195,13 +231,7 @@ async fn the_web_listener_serves_polls_pages_forms_and_streams_on_its_threads_an
         assert_eq!(events.status(), 200);
         let first = events.chunk().await.unwrap().expect("a first event");
         assert!(!first.is_empty());
-        stop.cancel();
-        live.stop();
-        let ended = tokio::time::timeout(Duration::from_secs(20), serving)
-            .await
-            .expect("the listener stops once its connections ended")
-            .unwrap();
-        assert_eq!(ended, Ok(()));
+        served.stop().await;
         tokio::time::timeout(Duration::from_secs(10), async {
             while let Ok(Some(_)) = events.chunk().await {}
         })
@@ -221,30 +251,18 @@ async fn the_web_listener_serves_polls_pages_forms_and_streams_on_its_threads_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polls_are_answered_on_the_accepting_thread_and_the_rest_on_the_main_runtime() {
     let t = TestDb::new(Kind::Sqlite).await;
-    let token = copr_pools::tokens::create(&t.db, &Actor::User("carol".into()), "copr-prod")
-        .await
-        .unwrap();
-    let store = Store::new(&t.db, None).await.unwrap();
-    let engine = Engine::new(t.db.clone(), engine_settings(t.dir.path()));
     let config = Config {
         // The rules stay fresh for the whole test.
         routing_refresh_ms: 600_000,
         ..dev_config()
     };
-    let state = AppState::new(Arc::new(config), t.db.clone(), engine, vault(&t));
     let main = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let listeners = Listeners::bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
-    let base = format!("http://{}", listeners.local_addr());
-    let stop = CancellationToken::new();
-    let serving = tokio::spawn(
-        listeners
-            .serve(app(state, &store), main.handle().clone(), stop.clone())
-            .unwrap(),
-    );
+    let served = Served::start(&t, config, 2, main.handle().clone()).await;
+    let (token, base) = (served.token.clone(), served.base.clone());
     let http = client();
     let url = format!("{base}/api/v1/routing");
     let res = http.get(&url).bearer_auth(&token).send().await.unwrap();
@@ -266,11 +284,6 @@ async fn polls_are_answered_on_the_accepting_thread_and_the_rest_on_the_main_run
     assert_eq!(res.headers()["x-frame-options"], "DENY");
     assert!(res.text().await.unwrap().contains("in its log"));
 
-    stop.cancel();
-    let ended = tokio::time::timeout(Duration::from_secs(20), serving)
-        .await
-        .expect("the listener stops")
-        .unwrap();
-    assert_eq!(ended, Ok(()));
+    served.stop().await;
     t.cleanup().await;
 }
